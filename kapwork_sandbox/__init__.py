@@ -1,0 +1,1 @@
+"""Local sandbox of the Kapwork Partner API."""
