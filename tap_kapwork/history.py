@@ -1,0 +1,162 @@
+"""Receivable history: completing truncated histories and turning them into rows.
+
+List pages carry at most `history_limit` entries per receivable. When a receivable's
+embedded history is full and its oldest entry is not older than what earlier runs
+covered, older changes may be missing: we ask the single-receivable endpoint for
+larger limits until the history reaches the covered bound or ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+from urllib.parse import quote
+
+from tap_kapwork.errors import BadRequestError, KapworkError, NotFoundError
+from tap_kapwork.timestamps import parse_timestamp
+
+if t.TYPE_CHECKING:
+    import datetime as dt
+    import logging
+    from collections.abc import Callable, Iterator
+
+# How much larger each single-receivable request asks for than the last one.
+GROWTH = 4
+
+
+def oldest_change(history: list[dict]) -> dt.datetime:
+    # Documented as newest first; the minimum does not depend on that.
+    return min(parse_timestamp(entry["changed_at"]) for entry in history)
+
+
+def is_truncated(history: list[dict], asked: int, covered: dt.datetime | None) -> bool:
+    """True when `history` may be hiding changes newer than `covered`."""
+    if len(history) < asked:
+        return False
+    return covered is None or oldest_change(history) >= covered
+
+
+class HistoryLimits:
+    """The history_limit values the API accepted or rejected, shared by all threads.
+
+    The docs give no maximum for history_limit; when the API rejects a value with
+    400 we remember it and search below it instead of failing the run.
+    """
+
+    def __init__(self, wanted: int) -> None:
+        self._lock = threading.Lock()
+        self.accepted = 0
+        self.rejected: int | None = None
+        self.wanted = wanted
+
+    def next_after(self, asked: int) -> int | None:
+        """The next limit to try once `asked` came back full, or None at the ceiling."""
+        with self._lock:
+            candidate = max(asked * GROWTH, 100)
+            if self.rejected is not None:
+                candidate = min(candidate, (max(self.accepted, asked) + self.rejected) // 2)
+            return candidate if candidate > asked else None
+
+    def accept(self, limit: int) -> None:
+        with self._lock:
+            self.accepted = max(self.accepted, limit)
+
+    def reject(self, limit: int) -> None:
+        with self._lock:
+            self.rejected = limit if self.rejected is None else min(self.rejected, limit)
+
+
+class HistoryCompleter:
+    """Makes each receivable's `history` complete back to the covered bound."""
+
+    def __init__(
+        self,
+        get_json: Callable[[str, dict[str, t.Any]], dict[str, t.Any]],
+        path: str,
+        logger: logging.Logger,
+        limits: HistoryLimits,
+    ) -> None:
+        self._get_json = get_json
+        self._path = path
+        self._logger = logger
+        self.limits = limits
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def complete(self, receivable: dict, asked: int, covered: dt.datetime | None) -> None:
+        """Replace `receivable["history"]` by a long enough one, in place."""
+        history = receivable.get("history") or []
+        limit = asked
+        while is_truncated(history, limit, covered):
+            next_limit = self.limits.next_after(limit)
+            if next_limit is None:
+                self._logger.warning(
+                    "Receivable %s has more than %d changes since %s, the most the API "
+                    "returns; older changes are not available.",
+                    receivable["id"],
+                    limit,
+                    covered.isoformat() if covered else "its detection",
+                )
+                break
+            fetched = self._fetch(receivable["id"], next_limit)
+            if fetched is None:
+                break
+            if fetched is False:  # rejected: `limits` now steers the next try lower
+                continue
+            limit, history = next_limit, fetched
+        receivable["history"] = history
+
+    def _fetch(self, receivable_id: str, limit: int) -> list[dict] | t.Literal[False] | None:
+        """History from the single endpoint; False if `limit` was rejected, None if gone."""
+        with self._lock:
+            self.requests += 1
+        try:
+            body = self._get_json(
+                f"{self._path}/{quote(receivable_id, safe='')}", {"history_limit": limit}
+            )
+        except NotFoundError:
+            self._logger.warning(
+                "Receivable %s disappeared (404) while its history was being completed; "
+                "keeping the entries from the list page.",
+                receivable_id,
+            )
+            return None
+        except BadRequestError as exc:
+            if exc.param not in (None, "history_limit"):
+                raise
+            self.limits.reject(limit)
+            return False
+        self.limits.accept(limit)
+        history = body.get("history")
+        if not isinstance(history, list):
+            raise KapworkError(
+                f"GET {self._path}/{{id}} returned no 'history' list for {receivable_id}; "
+                "the API response does not match the documented receivable object."
+            )
+        return history
+
+
+def history_rows(
+    receivable_id: str, history: list[dict], covered: dt.datetime | None
+) -> Iterator[dict[str, t.Any]]:
+    """One row per changed field per history entry, newer than `covered` (inclusive)."""
+    for entry in history:
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        changed_at = entry.get("changed_at") if isinstance(entry, dict) else None
+        if not isinstance(changes, dict) or not isinstance(changed_at, str):
+            raise KapworkError(
+                f"Receivable {receivable_id} has a history entry without 'changed_at' and "
+                "'changes'; the API response does not match the documented history object."
+            )
+        if covered is not None and parse_timestamp(changed_at) < covered:
+            continue
+        for field, change in changes.items():
+            if not isinstance(change, dict):
+                change = {"to": change}
+            yield {
+                "receivable_id": receivable_id,
+                "changed_at": changed_at,
+                "field": field,
+                "from_value": change.get("from"),
+                "to_value": change.get("to"),
+            }

@@ -1,0 +1,42 @@
+"""Timestamp handling for bookmarks and the `verified_since` parameter.
+
+Bookmarks are compared as instants, never as strings: the docs show both
+`2026-01-07T14:30:00.000Z` and `2026-01-07T10:30:00Z`, and string comparison of the
+two forms orders them wrongly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+UTC = dt.timezone.utc
+
+
+def parse_timestamp(value: str) -> dt.datetime:
+    """Parse an ISO 8601 timestamp (or date) into an aware UTC datetime.
+
+    Raises:
+        ValueError: when `value` is not an ISO 8601 timestamp.
+    """
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_bookmark(value: dt.datetime) -> str:
+    """Format an instant for the state file: ISO 8601 with microseconds, UTC."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def format_verified_since(value: dt.datetime) -> str:
+    """Format an inclusive lower bound for `verified_since`, in the docs' own form.
+
+    Truncating to milliseconds moves the bound earlier, never later, so the bound stays
+    inclusive of every receivable at or after `value`.
+    """
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
