@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.utils
-import json
 import random
 import threading
 import time
@@ -12,6 +11,7 @@ from functools import cached_property
 from http import HTTPStatus
 
 import backoff
+import msgspec
 import requests
 from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
@@ -66,6 +66,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+# Several times faster than json.loads on a list page; its DecodeError is a ValueError.
+_decode = msgspec.json.Decoder().decode
 
 
 def retry_kind(exc: BaseException) -> str:
@@ -199,15 +203,20 @@ class KapworkStream(RESTStream[int]):
             )
         if status == HTTPStatus.NOT_FOUND:
             detail, _ = _error_detail(response)
-            raise NotFoundError(f"404 Not Found from {self._where(response)}: {detail}")
+            raise NotFoundError(
+                f"404 Not Found from {self._where(response)}: {detail}. Check api_url."
+            )
         if status == HTTPStatus.BAD_REQUEST:
             raise self.bad_request(response)
-        if not 200 <= status < 300:  # noqa: PLR2004
+        if not 200 <= status < 300:
             detail, _ = _error_detail(response)
             hint = ""
-            if 300 <= status < 400:  # noqa: PLR2004
-                hint = f" Set api_url to the address it redirects to ({response.headers.get('Location')})."
-            raise FatalAPIError(f"{status} {response.reason} from {self._where(response)}: {detail}.{hint}")
+            if 300 <= status < 400:
+                location = response.headers.get("Location")
+                hint = f" Set api_url to the address it redirects to ({location})."
+            raise FatalAPIError(
+                f"{status} {response.reason} from {self._where(response)}: {detail}.{hint}"
+            )
         if "html" in response.headers.get("Content-Type", "").lower():
             raise KapworkError(
                 f"{self.url_base} answered {self._where(response)} with an HTML page, not the "
@@ -215,22 +224,25 @@ class KapworkStream(RESTStream[int]):
             )
         # A body cut short by a proxy or a dropped stream still arrives as a 200.
         try:
-            payload = json.loads(response.content)
+            payload = _decode(response.content)
         except ValueError as exc:
             raise InvalidBodyError(
                 f"invalid JSON body ({len(response.content)} bytes) from {self._where(response)}",
                 response,
             ) from exc
         if not isinstance(payload, dict):
-            raise InvalidBodyError(f"a JSON {type(payload).__name__}, not an object, from {self._where(response)}", response)
+            raise InvalidBodyError(
+                f"a JSON {type(payload).__name__}, not an object, from {self._where(response)}",
+                response,
+            )
         response.kapwork_payload = payload  # type: ignore[attr-defined]
 
     def bad_request(self, response: requests.Response) -> BadRequestError:
         detail, param = _error_detail(response)
         named = f" parameter '{param}'" if param else " the request"
+        where = self._where(response)
         return BadRequestError(
-            f"The Kapwork API rejected{named} (400 Bad Request from {self._where(response)}): {detail}",
-            param,
+            f"The Kapwork API rejected{named} (400 Bad Request from {where}): {detail}", param
         )
 
     @staticmethod

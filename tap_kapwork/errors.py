@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import typing as t
 
-
 MIN_SECRET_LENGTH = 6
 
 

@@ -12,10 +12,12 @@ from functools import cached_property
 from singer_sdk import Stream
 from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 
 from tap_kapwork.client import KapworkStream, override
 from tap_kapwork.errors import BadRequestError, KapworkError
 from tap_kapwork.history import HistoryCompleter, HistoryLimits, history_rows
+from tap_kapwork.output import PlainRecordOutput
 from tap_kapwork.paging import Listing, Page
 from tap_kapwork.timestamps import UTC, format_bookmark, format_verified_since, parse_timestamp
 
@@ -45,10 +47,12 @@ def filter_partitions(config: t.Mapping[str, t.Any]) -> list[dict] | None:
     if not axes:
         return None
     params = [param for param, _ in axes]
-    return [dict(zip(params, combo)) for combo in itertools.product(*(v for _, v in axes))]
+    return [
+        dict(zip(params, combo, strict=True)) for combo in itertools.product(*(v for _, v in axes))
+    ]
 
 
-class ReceivablesStream(KapworkStream):
+class ReceivablesStream(PlainRecordOutput, KapworkStream):
     """Receivables, read incrementally by `updated_at` through `verified_since`."""
 
     name = "receivables"
@@ -97,8 +101,10 @@ class ReceivablesStream(KapworkStream):
         """The later of `start_date` and `stream`'s bookmark: what earlier runs covered."""
         state = stream.get_context_state(context)
         bounds = []
-        if state.get("replication_key") == stream.replication_key and state.get(
-            "replication_key_value"
+        if (
+            stream.replication_method == REPLICATION_INCREMENTAL
+            and state.get("replication_key") == stream.replication_key
+            and state.get("replication_key_value")
         ):
             bounds.append(parse_timestamp(state["replication_key_value"]))
         if self.config.get("start_date"):
@@ -132,13 +138,15 @@ class ReceivablesStream(KapworkStream):
         )
         progress = Progress(self, listing, completer)
         watermark: dt.datetime | None = None
-        with (history.get_record_counter() if history else _NoCounter()) as history_count:
+        with history.get_record_counter() if history else _NoCounter() as history_count:
             for row in listing.rows():
                 updated_at = self._updated_at(row)
                 if watermark is None or updated_at > watermark:
                     watermark = updated_at
                 if history:
-                    for change in history_rows(row["id"], row.get("history") or [], history_covered):
+                    for change in history_rows(
+                        row["id"], row.get("history") or [], history_covered
+                    ):
                         history.emit(change)
                         history_count.increment()
                         progress.history_rows += 1
@@ -163,6 +171,8 @@ class ReceivablesStream(KapworkStream):
         # read it, has an updated_at before the last one we saw, but not before `started`.
         bookmark = format_bookmark(min(watermark, started))
         for stream in covered:
+            if stream.replication_method != REPLICATION_INCREMENTAL:
+                continue
             state = stream.get_context_state(context)
             state["replication_key"] = stream.replication_key
             state["replication_key_value"] = bookmark
@@ -251,20 +261,27 @@ class ReceivablesStream(KapworkStream):
         return {key: value for key, value in row.items() if key in self._FIELDS}
 
     @override
-    def _process_record(self, record: dict, child_context: Context | None = None, partition_context: Context | None = None) -> None:
+    def _process_record(
+        self,
+        record: dict,
+        child_context: Context | None = None,
+        partition_context: Context | None = None,
+    ) -> None:
         # The SDK would copy the partition's filter values into every record and sync
         # the child stream once per receivable (a SCHEMA, a state partition and log
         # lines each time). History is emitted from get_records instead.
         return
 
     @override
-    def _increment_stream_state(self, latest_record: dict, *, context: Context | None = None) -> None:
+    def _increment_stream_state(
+        self, latest_record: dict, *, context: Context | None = None
+    ) -> None:
         # Bookmarks advance once per completed listing (see get_records), comparing
         # instants rather than the timestamp strings the SDK would compare.
         return
 
 
-class ReceivableHistoryStream(Stream):
+class ReceivableHistoryStream(PlainRecordOutput, Stream):
     """One row per changed field per history entry of a receivable."""
 
     name = "receivable_history"
@@ -319,7 +336,9 @@ class _NoCounter:
 class Progress:
     """Logs pages, rows and rate every `progress_interval` seconds on long runs."""
 
-    def __init__(self, stream: ReceivablesStream, listing: Listing, completer: HistoryCompleter | None):
+    def __init__(
+        self, stream: ReceivablesStream, listing: Listing, completer: HistoryCompleter | None
+    ):
         self._stream = stream
         self._listing = listing
         self._completer = completer

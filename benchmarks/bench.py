@@ -1,0 +1,193 @@
+"""Benchmark: tap-kapwork against a hand-written sequential loop, side by side.
+
+Starts the sandbox with N receivables and a per-request latency, then runs, in the
+same sandbox and one after the other, the hand-written loop (benchmarks/handwritten.py)
+and the tap, each writing to a file. Prints wall time, CPU seconds, rows per second
+and peak RSS for each, the ratios tap/loop, and checks that both wrote the same rows.
+
+    python benchmarks/bench.py --receivables 10000 --latency-ms 25
+    python benchmarks/bench.py --receivables 100000 --latency-ms 25
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+API_KEY = "bench-key-000000"
+
+
+@dataclass
+class Result:
+    name: str
+    wall: float
+    cpu: float
+    peak_rss_mb: float
+    rows: int
+    receivables: set[str]
+    history: set[tuple]
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.wall
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_sandbox(receivables: int, latency_ms: int, seed: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(BIN / "kapwork-sandbox"),
+            "--port",
+            str(port),
+            "--receivables",
+            str(receivables),
+            "--seed",
+            str(seed),
+            "--api-key",
+            API_KEY,
+            "--latency-ms",
+            str(latency_ms),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline() if proc.stdout else ""
+    if "listening" not in line:
+        proc.kill()
+        raise SystemExit(f"sandbox did not start: {line!r}")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def measure(name: str, args: list[str], output: Path) -> Result:
+    """Run `args` with stdout to `output`; wall, CPU and peak RSS of that process alone."""
+    with output.open("w") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{name} failed with status {status}")
+    receivables: set[str] = set()
+    history: set[tuple] = set()
+    rows = 0
+    with output.open() as lines:
+        for line in lines:
+            message = json.loads(line)
+            if message.get("type") != "RECORD":
+                continue
+            rows += 1
+            record = message["record"]
+            if message["stream"] == "receivables":
+                receivables.add(record["id"])
+            else:
+                history.add((record["receivable_id"], record["changed_at"], record["field"]))
+    return Result(
+        name=name,
+        wall=wall,
+        cpu=usage.ru_utime + usage.ru_stime,
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        rows=rows,
+        receivables=receivables,
+        history=history,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--receivables", type=int, default=10_000)
+    parser.add_argument("--latency-ms", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--page-size", type=int, default=500)
+    parser.add_argument("--history-limit", type=int, default=100)
+    parser.add_argument("--parallel", type=int, default=4, help="the tap's max_parallel_requests")
+    args = parser.parse_args()
+
+    print(f"Sandbox: {args.receivables:,} receivables, {args.latency_ms} ms latency per request")
+    sandbox, url = start_sandbox(args.receivables, args.latency_ms, args.seed)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp, "config.json")
+            config.write_text(
+                json.dumps(
+                    {
+                        "api_key": API_KEY,
+                        "api_url": url,
+                        "page_size": args.page_size,
+                        "history_limit": args.history_limit,
+                        "max_parallel_requests": args.parallel,
+                    }
+                )
+            )
+            loop = measure(
+                "hand-written loop",
+                [
+                    sys.executable,
+                    str(HERE / "handwritten.py"),
+                    "--url",
+                    url,
+                    "--api-key",
+                    API_KEY,
+                    "--page-size",
+                    str(args.page_size),
+                    "--history-limit",
+                    str(args.history_limit),
+                ],
+                Path(tmp, "loop.jsonl"),
+            )
+            tap = measure(
+                "tap-kapwork",
+                [str(BIN / "tap-kapwork"), "--config", str(config)],
+                Path(tmp, "tap.jsonl"),
+            )
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=30)
+
+    same = loop.receivables == tap.receivables and loop.history == tap.history
+    print()
+    header = ("wall s", "CPU s", "rows", "rows/s", "CPU µs/row", "peak RSS MB")
+    print(
+        f"{'':20} {header[0]:>8} {header[1]:>8} {header[2]:>9} {header[3]:>9} "
+        f"{header[4]:>11} {header[5]:>12}"
+    )
+    for r in (loop, tap):
+        print(
+            f"{r.name:20} {r.wall:8.2f} {r.cpu:8.2f} {r.rows:9,} {r.rows_per_second:9,.0f} "
+            f"{r.cpu / r.rows * 1e6:11.1f} {r.peak_rss_mb:12.1f}"
+        )
+    print()
+    print(f"tap/loop wall time:    {tap.wall / loop.wall:.2f}  (target <= 0.5)")
+    print(
+        f"tap/loop CPU per row:  {(tap.cpu / tap.rows) / (loop.cpu / loop.rows):.2f}  (target <= 2)"
+    )
+    print(
+        f"tap peak RSS:          {tap.peak_rss_mb:.0f} MB  (target <= 150, flat from 10k to 100k)"
+    )
+    print(
+        f"same rows:             {'yes' if same else 'NO'} ({len(tap.receivables):,} receivables, "
+        f"{len(tap.history):,} history changes)"
+    )
+    if not same:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

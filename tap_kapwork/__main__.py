@@ -1,0 +1,5 @@
+"""`python -m tap_kapwork`."""
+
+from tap_kapwork.tap import TapKapwork
+
+TapKapwork.cli()

@@ -1,0 +1,108 @@
+"""History completeness: gap-fill past history_limit, fall-back on rejected limits."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from conftest import emitted_history_rows, run_tap, tap_config, truth_history_rows
+
+from tap_kapwork.history import HistoryLimits, history_rows, is_truncated
+
+
+def _single_requests(sandbox) -> list[dict]:
+    return [r for r in sandbox.requests if r["path"].startswith("/v1/receivables/")]
+
+
+def test_gap_fill_completes_histories_longer_than_history_limit(sandbox):
+    truth = sandbox.truth()
+    long_ones = {r["id"] for r in truth if len(r["history"]) >= 5}
+    assert any(len(r["history"]) > 50 for r in truth)
+    sandbox.clear_requests()
+    run = run_tap(tap_config(sandbox, history_limit=5))
+    emitted = emitted_history_rows(run.records("receivable_history"))
+    assert set(emitted) == truth_history_rows(truth)
+    assert max(Counter(emitted).values()) == 1
+    fetched = Counter(r["path"].rsplit("/", 1)[1] for r in _single_requests(sandbox))
+    assert set(fetched) == long_ones
+    lists = [r for r in sandbox.requests if r["path"] == "/v1/receivables"]
+    assert {r["params"]["history_limit"][0] for r in lists} == {"5"}
+
+
+def test_gap_fill_falls_back_when_the_api_caps_history_limit(sandbox):
+    sandbox.max_history_limit = 30
+    truth = sandbox.truth()
+    run = run_tap(tap_config(sandbox, history_limit=60))
+    emitted = set(emitted_history_rows(run.records("receivable_history")))
+    # What the API will still give: the newest 30 changes of each receivable.
+    reachable = truth_history_rows([{**r, "history": r["history"][:30]} for r in truth])
+    assert emitted == reachable
+    assert "history_limit=60" in run.stderr
+    lists = [r for r in sandbox.requests if r["path"] == "/v1/receivables" and r["status"] == 200]
+    assert {r["params"]["history_limit"][0] for r in lists} == {"30"}
+
+
+def test_incremental_gap_fill_stops_at_what_earlier_runs_covered(sandbox):
+    first = run_tap(tap_config(sandbox, history_limit=5))
+    before = truth_history_rows(sandbox.truth())
+    # Several changes to the same receivables: more than one list page entry can hold.
+    changed = sandbox.mutate(10, seed=1)
+    for _ in range(7):
+        sandbox.mutate(10, seed=1)
+    new = truth_history_rows(sandbox.truth()) - before
+    sandbox.clear_requests()
+    second = run_tap(tap_config(sandbox, history_limit=5), state=first.state)
+    assert set(emitted_history_rows(second.records("receivable_history"))) == new
+    assert {r["id"] for r in second.records("receivables")} == set(changed)
+    # Completing 8 new changes per receivable from a limit of 5 takes one request each.
+    assert len(_single_requests(sandbox)) == len(changed)
+
+
+def test_history_rows_keep_json_types():
+    history = [
+        {
+            "changed_at": "2026-01-07T10:30:00Z",
+            "changes": {"amount_cents": {"from": 100000, "to": 150000}},
+        },
+        {
+            "changed_at": "2026-01-05T08:00:00Z",
+            "changes": {"due_date": {"from": None, "to": "2026-02-15"}},
+        },
+    ]
+    rows = list(history_rows("rec_abc123", history, None))
+    assert rows == [
+        {
+            "receivable_id": "rec_abc123",
+            "changed_at": "2026-01-07T10:30:00Z",
+            "field": "amount_cents",
+            "from_value": 100000,
+            "to_value": 150000,
+        },
+        {
+            "receivable_id": "rec_abc123",
+            "changed_at": "2026-01-05T08:00:00Z",
+            "field": "due_date",
+            "from_value": None,
+            "to_value": "2026-02-15",
+        },
+    ]
+
+
+def test_truncation_is_judged_against_the_covered_bound():
+    from tap_kapwork.timestamps import parse_timestamp
+
+    history = [{"changed_at": f"2026-01-0{d}T00:00:00.000Z", "changes": {}} for d in (5, 4, 3)]
+    assert is_truncated(history, 3, None)
+    assert not is_truncated(history, 4, None)
+    assert is_truncated(history, 3, parse_timestamp("2026-01-03T00:00:00Z"))
+    assert not is_truncated(history, 3, parse_timestamp("2026-01-03T12:00:00Z"))
+
+
+def test_history_limits_search_below_a_rejected_value():
+    limits = HistoryLimits(100)
+    assert limits.next_after(100) == 400
+    limits.reject(400)
+    assert limits.next_after(100) == 250
+    limits.accept(250)
+    assert limits.next_after(250) == 325
+    limits.reject(251)
+    assert limits.next_after(250) is None
