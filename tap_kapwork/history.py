@@ -20,6 +20,8 @@ if t.TYPE_CHECKING:
     import logging
     from collections.abc import Callable, Iterator
 
+    from tap_kapwork.timestamps import Covered
+
 # How much larger each single-receivable request asks for than the last one.
 GROWTH = 4
 
@@ -29,11 +31,12 @@ def oldest_change(history: list[dict]) -> dt.datetime:
     return min(parse_timestamp(entry["changed_at"]) for entry in history)
 
 
-def is_truncated(history: list[dict], asked: int, covered: dt.datetime | None) -> bool:
-    """True when `history` may be hiding changes newer than `covered`."""
+def is_truncated(history: list[dict], asked: int, covered: Covered | None) -> bool:
+    """True when `history` may be hiding changes that earlier runs did not cover."""
     if len(history) < asked:
         return False
-    return covered is None or oldest_change(history) >= covered
+    # At the bound itself there may be more entries of the same instant: ask.
+    return covered is None or oldest_change(history) >= covered.until
 
 
 class HistoryLimits:
@@ -83,7 +86,7 @@ class HistoryCompleter:
         self._lock = threading.Lock()
         self.requests = 0
 
-    def complete(self, receivable: dict, asked: int, covered: dt.datetime | None) -> None:
+    def complete(self, receivable: dict, asked: int, covered: Covered | None) -> None:
         """Replace `receivable["history"]` by a long enough one, in place."""
         history = receivable.get("history") or []
         limit = asked
@@ -95,7 +98,7 @@ class HistoryCompleter:
                     "returns; older changes are not available.",
                     receivable["id"],
                     limit,
-                    covered.isoformat() if covered else "its detection",
+                    covered.until.isoformat() if covered else "its detection",
                 )
                 break
             fetched = self._fetch(receivable["id"], next_limit)
@@ -137,9 +140,9 @@ class HistoryCompleter:
 
 
 def history_rows(
-    receivable_id: str, history: list[dict], covered: dt.datetime | None
+    receivable_id: str, history: list[dict], covered: Covered | None
 ) -> Iterator[dict[str, t.Any]]:
-    """One row per changed field per history entry, newer than `covered` (inclusive)."""
+    """One row per changed field per history entry that earlier runs did not emit."""
     for entry in history:
         changes = entry.get("changes") if isinstance(entry, dict) else None
         changed_at = entry.get("changed_at") if isinstance(entry, dict) else None
@@ -148,7 +151,7 @@ def history_rows(
                 f"Receivable {receivable_id} has a history entry without 'changed_at' and "
                 "'changes'; the API response does not match the documented history object."
             )
-        if covered is not None and parse_timestamp(changed_at) < covered:
+        if covered is not None and not covered.admits(parse_timestamp(changed_at)):
             continue
         for field, change in changes.items():
             if not isinstance(change, dict):

@@ -19,7 +19,13 @@ from tap_kapwork.errors import BadRequestError, KapworkError
 from tap_kapwork.history import HistoryCompleter, HistoryLimits, history_rows
 from tap_kapwork.output import PlainRecordOutput
 from tap_kapwork.paging import Listing, Page
-from tap_kapwork.timestamps import UTC, format_bookmark, format_verified_since, parse_timestamp
+from tap_kapwork.timestamps import (
+    UTC,
+    Covered,
+    format_bookmark,
+    format_verified_since,
+    parse_timestamp,
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -97,19 +103,21 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
     def history(self) -> ReceivableHistoryStream:
         return next(s for s in self.child_streams if isinstance(s, ReceivableHistoryStream))
 
-    def covered_until(self, stream: Stream, context: Context | None) -> dt.datetime | None:
+    def covered_until(self, stream: Stream, context: Context | None) -> Covered | None:
         """The later of `start_date` and `stream`'s bookmark: what earlier runs covered."""
         state = stream.get_context_state(context)
-        bounds = []
+        bookmark = start = None
         if (
             stream.replication_method == REPLICATION_INCREMENTAL
             and state.get("replication_key") == stream.replication_key
             and state.get("replication_key_value")
         ):
-            bounds.append(parse_timestamp(state["replication_key_value"]))
+            bookmark = Covered(parse_timestamp(state["replication_key_value"]))
         if self.config.get("start_date"):
-            bounds.append(parse_timestamp(self.config["start_date"]))
-        return max(bounds) if bounds else None
+            start = Covered(parse_timestamp(self.config["start_date"]), inclusive=True)
+        if bookmark and start:
+            return bookmark if bookmark.until >= start.until else start
+        return bookmark or start
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
@@ -118,14 +126,15 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
         if not covered:
             return
         # One listing serves both streams, from the earlier of their bounds.
-        since = None if None in covered.values() else min(t.cast(list, covered.values()))
+        bounds = list(covered.values())
+        since = None if None in bounds else min(b.until for b in bounds if b)
         history_covered = covered.get(history) if history else None
         receivables_covered = covered.get(self)
         if history:
             history.write_schema_once()
             self.logger.info(
                 "History changes are read from %s",
-                history_covered.isoformat() if history_covered else "the beginning",
+                history_covered.until.isoformat() if history_covered else "the beginning",
             )
 
         started = dt.datetime.now(UTC)
@@ -151,7 +160,7 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
                         history_count.increment()
                         progress.history_rows += 1
                 progress.tick()
-                if receivables_covered is None or updated_at >= receivables_covered:
+                if receivables_covered is None or receivables_covered.admits(updated_at):
                     yield self._project(row)
         progress.done()
 
@@ -205,7 +214,7 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
         params: dict[str, t.Any],
         number: int,
         completer: HistoryCompleter | None,
-        covered: dt.datetime | None,
+        covered: Covered | None,
     ) -> Page:
         """Runs on a worker thread: one list page, with its histories made complete."""
         while True:

@@ -8,6 +8,7 @@ two forms orders them wrongly.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 UTC = dt.timezone.utc
 
@@ -40,3 +41,19 @@ def format_verified_since(value: dt.datetime) -> str:
     """
     value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class Covered:
+    """What earlier runs covered: everything up to `until`.
+
+    A bookmark was reached by a finished run, so rows exactly at it were emitted then
+    and are skipped now. `start_date` was never read from: rows exactly at it count.
+    """
+
+    until: dt.datetime
+    inclusive: bool = False
+
+    def admits(self, moment: dt.datetime) -> bool:
+        """True for a row that earlier runs did not emit."""
+        return moment >= self.until if self.inclusive else moment > self.until

@@ -7,6 +7,7 @@ from collections import Counter
 from conftest import emitted_history_rows, run_tap, tap_config, truth_history_rows
 
 from tap_kapwork.history import HistoryLimits, history_rows, is_truncated
+from tap_kapwork.timestamps import Covered, parse_timestamp
 
 
 def _single_requests(sandbox) -> list[dict]:
@@ -88,13 +89,21 @@ def test_history_rows_keep_json_types():
 
 
 def test_truncation_is_judged_against_the_covered_bound():
-    from tap_kapwork.timestamps import parse_timestamp
-
     history = [{"changed_at": f"2026-01-0{d}T00:00:00.000Z", "changes": {}} for d in (5, 4, 3)]
     assert is_truncated(history, 3, None)
     assert not is_truncated(history, 4, None)
-    assert is_truncated(history, 3, parse_timestamp("2026-01-03T00:00:00Z"))
-    assert not is_truncated(history, 3, parse_timestamp("2026-01-03T12:00:00Z"))
+    assert is_truncated(history, 3, Covered(parse_timestamp("2026-01-03T00:00:00Z")))
+    assert not is_truncated(history, 3, Covered(parse_timestamp("2026-01-03T12:00:00Z")))
+
+
+def test_rows_at_a_bookmark_were_emitted_rows_at_start_date_were_not():
+    history = [
+        {"changed_at": "2026-01-03T00:00:00Z", "changes": {"status": {"from": "A", "to": "B"}}},
+        {"changed_at": "2026-01-02T00:00:00Z", "changes": {"status": {"from": "C", "to": "A"}}},
+    ]
+    at = parse_timestamp("2026-01-02T00:00:00.000Z")
+    assert len(list(history_rows("r", history, Covered(at)))) == 1
+    assert len(list(history_rows("r", history, Covered(at, inclusive=True)))) == 2
 
 
 def test_history_limits_search_below_a_rejected_value():
