@@ -1,1 +1,5 @@
-"""Local sandbox of the Kapwork Partner API."""
+"""Local sandbox of the Kapwork Partner API: deterministic data, faults, ground truth."""
+
+from kapwork_sandbox.server import Sandbox
+
+__all__ = ["Sandbox"]

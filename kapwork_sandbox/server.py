@@ -1,0 +1,379 @@
+"""The HTTP server of the sandbox, and `Sandbox`, which runs it in a background thread."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import socket
+import threading
+import time
+import typing as t
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from kapwork_sandbox.data import Dataset, churn, parse_moment, stamp
+from kapwork_sandbox.faults import FaultPlan
+
+if t.TYPE_CHECKING:
+    import datetime as dt
+
+DEFAULT_API_KEY = "sandbox-key"
+LIST_PATH = "/v1/receivables"
+MAX_LIMIT = 500
+ORDERS = ("updated_at", "updated_at_desc", "id")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, kind: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.param = status, kind, param
+
+    def body(self) -> dict:
+        error: dict[str, t.Any] = {"type": self.kind, "message": str(self)}
+        if self.param:
+            error["param"] = self.param
+        return {"error": error}
+
+
+def _int_param(params: dict[str, list[str]], name: str, default: int, low: int, high: int | None) -> int:
+    raw = params.get(name, [None])[-1]
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_request_error", f"{name} must be an integer", name) from None
+    if value < low or (high is not None and value > high):
+        limit = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ApiError(400, "invalid_request_error", f"{name} must be {limit}", name)
+    return value
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: t.Any) -> None:  # noqa: A002
+        return  # the request log is kept in Sandbox.requests
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        params = parse_qs(url.query, keep_blank_values=True)
+        if url.path.startswith("/_sandbox/"):
+            self._control(method, url.path, self._read_json())
+            return
+        sandbox = self.server.sandbox
+        entry = {"method": method, "path": url.path, "params": params, "status": 0, "fault": None, "time": time.time()}
+        sandbox._log(entry)
+        latency = sandbox.plan.faults.latency_ms
+        if latency:
+            time.sleep(latency / 1000)
+        if self.headers.get("Authorization") != f"Bearer {sandbox.api_key}":
+            self._send(entry, 401, {"error": {"type": "authentication_error", "message": "Invalid API key"}})
+            return
+        fault, retry_after = sandbox.plan.decide()
+        entry["fault"] = fault
+        if fault == "drop":
+            entry["status"] = -1
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault == "error":
+            status = sandbox.plan.pick_error_status()
+            self._send(entry, status, {"error": {"type": "api_error", "message": "Internal error"}})
+            return
+        if fault == "rate_limit":
+            if sandbox.plan.faults.retry_after_format == "http-date":
+                header = email.utils.formatdate(time.time() + retry_after, usegmt=True)
+            else:
+                header = str(int(retry_after) if float(retry_after).is_integer() else retry_after)
+            body = {"error": {"type": "rate_limit_error", "message": "Too many requests"}}
+            self._send(entry, 429, body, headers={"Retry-After": header})
+            return
+        if method != "GET":
+            self._send(entry, 405, {"error": {"type": "invalid_request_error", "message": "Method not allowed"}})
+            return
+        try:
+            body = self._api(url.path, params)
+        except ApiError as exc:
+            self._send(entry, exc.status, exc.body())
+            return
+        if fault == "html":
+            page = b"<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1></body></html>"
+            self._send_bytes(entry, 200, page, "text/html; charset=utf-8")
+            return
+        if fault == "missing_data" and "data" in body:
+            body = {"object": "list", "message": "Service degraded"}
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        if fault == "truncate":
+            payload = payload[: max(1, len(payload) // 2)]
+        self._send_bytes(entry, 200, payload, "application/json")
+
+    def _api(self, path: str, params: dict[str, list[str]]) -> dict:
+        sandbox = self.server.sandbox
+        dataset = sandbox.dataset
+        history_limit = _int_param(params, "history_limit", 10, 1, None)
+        if sandbox.max_history_limit is not None and history_limit > sandbox.max_history_limit:
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                f"history_limit must be at most {sandbox.max_history_limit}",
+                "history_limit",
+            )
+        if path == LIST_PATH:
+            limit = _int_param(params, "limit", 100, 1, MAX_LIMIT)
+            page = _int_param(params, "page", 1, 1, None)
+            expand = params.get("expand[]", []) + params.get("expand", [])
+            unknown = [value for value in expand if value not in ("history", "metadata")]
+            if unknown:
+                raise ApiError(400, "invalid_request_error", f"Unknown expand value: {unknown[0]}", "expand[]")
+            since = self._since(params)
+            filters = {k: params[k][-1] for k in ("vendor_id", "debtor_id", "status") if k in params}
+            ids = dataset.select(since, filters, sandbox.order)
+            chosen = ids[(page - 1) * limit : page * limit]
+            data = [
+                dataset.render(
+                    rid,
+                    history=history_limit if "history" in expand else None,
+                    metadata="metadata" in expand,
+                )
+                for rid in chosen
+            ]
+            return {
+                "object": "list",
+                "data": [d for d in data if d is not None],
+                "has_more": page * limit < len(ids),
+                "total_count": len(ids),
+            }
+        if path.startswith(LIST_PATH + "/") and path.count("/") == 3:
+            rid = unquote(path.rsplit("/", 1)[1])
+            record = dataset.render(rid, history=history_limit, metadata=True)
+            if record is None:
+                raise ApiError(404, "not_found", f"No such receivable: {rid}")
+            return record
+        raise ApiError(404, "not_found", f"Unknown endpoint: {path}")
+
+    @staticmethod
+    def _since(params: dict[str, list[str]]) -> str | None:
+        raw = params.get("verified_since", [None])[-1]
+        if raw is None:
+            return stamp(_now() - _day())
+        if raw == "all":
+            return None
+        try:
+            return stamp(parse_moment(raw))
+        except ValueError:
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                "verified_since must be 'all' or an ISO 8601 timestamp",
+                "verified_since",
+            ) from None
+
+    def _control(self, method: str, path: str, body: dict) -> None:
+        sandbox = self.server.sandbox
+        entry: dict[str, t.Any] = {}
+        try:
+            if path == "/_sandbox/health":
+                result: t.Any = {"ok": True, "receivables": len(sandbox.dataset.records)}
+            elif path == "/_sandbox/truth":
+                result = {"data": sandbox.truth()}
+            elif path == "/_sandbox/mutate" and method == "POST":
+                result = {
+                    "updated": sandbox.mutate(int(body.get("count", 0)), seed=body.get("seed")),
+                    "inserted": sandbox.insert(int(body.get("insert", 0))),
+                }
+            elif path == "/_sandbox/faults" and method == "POST":
+                sandbox.set_faults(**body)
+                result = dict(vars(sandbox.faults))
+            elif path == "/_sandbox/churn" and method == "POST":
+                rate = float(body.get("per_second", 0))
+                if rate > 0:
+                    sandbox.start_churn(rate, float(body.get("insert_ratio", 0.0)))
+                else:
+                    sandbox.stop_churn()
+                result = {"per_second": rate}
+            elif path == "/_sandbox/requests" and method == "GET":
+                result = {"data": sandbox.requests}
+            elif path == "/_sandbox/requests" and method == "DELETE":
+                sandbox.clear_requests()
+                result = {"ok": True}
+            else:
+                raise ApiError(404, "not_found", f"Unknown control endpoint: {method} {path}")
+        except ApiError as exc:
+            self._send(entry, exc.status, exc.body())
+            return
+        except (TypeError, ValueError) as exc:
+            self._send(entry, 400, {"error": {"type": "invalid_request_error", "message": str(exc)}})
+            return
+        self._send(entry, 200, result)
+
+    def _read_json(self) -> dict:
+        length = int(self.headers.get("Content-Length") or 0)
+        if not length:
+            return {}
+        try:
+            body = json.loads(self.rfile.read(length))
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    def _send(self, entry: dict, status: int, body: t.Any, headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        self._send_bytes(entry, status, payload, "application/json", headers)
+
+    def _send_bytes(
+        self,
+        entry: dict,
+        status: int,
+        payload: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        entry["status"] = status
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def _now() -> dt.datetime:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _day() -> dt.timedelta:
+    import datetime as dt
+
+    return dt.timedelta(days=1)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    sandbox: Sandbox
+
+
+class Sandbox:
+    """A local Kapwork Partner API with deterministic data, knobs and ground truth."""
+
+    def __init__(
+        self,
+        receivables: int = 1000,
+        seed: int = 42,
+        api_key: str = DEFAULT_API_KEY,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        anchor: dt.datetime | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.host = host
+        self.port = port
+        self.dataset = Dataset(receivables, seed, anchor)
+        self.plan = FaultPlan()
+        self.max_history_limit: int | None = None
+        self.order = "updated_at"
+        self._requests: list[dict] = []
+        self._requests_lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._churn_stop: threading.Event | None = None
+        self._churn_thread: threading.Thread | None = None
+
+    # lifecycle
+    def start(self) -> Sandbox:
+        if self._server is None:
+            self._server = _Server((self.host, self.port), Handler)
+            self._server.sandbox = self
+            self.port = self._server.server_address[1]
+            self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="kapwork-sandbox")
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_churn()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def serve_forever(self) -> None:
+        """Foreground serving, for the command line."""
+        self.start()
+        assert self._thread is not None
+        while self._thread.is_alive():
+            self._thread.join(0.5)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # data
+    def truth(self) -> list[dict]:
+        return self.dataset.truth()
+
+    def mutate(self, count: int, *, seed: int | None = None) -> list[str]:
+        return self.dataset.mutate(count, seed)
+
+    def insert(self, count: int) -> list[str]:
+        return self.dataset.insert(count)
+
+    def start_churn(self, per_second: float, insert_ratio: float = 0.0) -> None:
+        self.stop_churn()
+        self._churn_stop = threading.Event()
+        self._churn_thread = threading.Thread(
+            target=churn,
+            args=(self.dataset, per_second, insert_ratio, self._churn_stop),
+            daemon=True,
+            name="kapwork-sandbox-churn",
+        )
+        self._churn_thread.start()
+
+    def stop_churn(self) -> None:
+        if self._churn_stop is not None and self._churn_thread is not None:
+            self._churn_stop.set()
+            self._churn_thread.join()
+            self._churn_stop = self._churn_thread = None
+
+    # faults
+    @property
+    def faults(self) -> t.Any:
+        return self.plan.faults
+
+    def set_faults(self, **settings: t.Any) -> None:
+        self.plan.configure(**settings)
+
+    def clear_faults(self) -> None:
+        self.plan.configure()
+
+    # request log
+    def _log(self, entry: dict) -> None:
+        with self._requests_lock:
+            self._requests.append(entry)
+
+    @property
+    def requests(self) -> list[dict]:
+        with self._requests_lock:
+            return [dict(e) for e in self._requests]
+
+    def clear_requests(self) -> None:
+        with self._requests_lock:
+            self._requests.clear()
