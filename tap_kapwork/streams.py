@@ -41,6 +41,12 @@ FILTERS = {"vendor_ids": "vendor_id", "debtor_ids": "debtor_id", "statuses": "st
 
 PARTY = th.ObjectType(th.Property("id", th.StringType), th.Property("name", th.StringType))
 STATUSES = "PENDING, APPROVED, PAID, SOLD, DISPUTED, ACKNOWLEDGED"
+# A changed field's value keeps its JSON type (a string, an integer amount, a date
+# string, null). Listing every type, objects included, makes JSON-capable targets
+# use a JSON column (jsonb, VARIANT) that keeps those types instead of casting all.
+ANY_JSON = th.CustomType(
+    {"type": ["string", "integer", "number", "boolean", "object", "array", "null"]}
+)
 
 
 def filter_partitions(config: t.Mapping[str, t.Any]) -> list[dict] | None:
@@ -304,8 +310,8 @@ class ReceivableHistoryStream(PlainRecordOutput, Stream):
         th.Property("receivable_id", th.StringType, required=True),
         th.Property("changed_at", th.DateTimeType, required=True),
         th.Property("field", th.StringType, required=True, description="The field that changed"),
-        th.Property("from_value", th.CustomType({}), description="Value before (any JSON type)"),
-        th.Property("to_value", th.CustomType({}), description="Value after (any JSON type)"),
+        th.Property("from_value", ANY_JSON, description="Value before, with its JSON type"),
+        th.Property("to_value", ANY_JSON, description="Value after, with its JSON type"),
     ).to_dict()
 
     _schema_written = False
