@@ -8,6 +8,7 @@ larger limits until the history reaches the covered bound or ends.
 
 from __future__ import annotations
 
+import json
 import threading
 import typing as t
 from urllib.parse import quote
@@ -160,6 +161,13 @@ def history_rows(
                 "receivable_id": receivable_id,
                 "changed_at": changed_at,
                 "field": field,
-                "from_value": change.get("from"),
-                "to_value": change.get("to"),
+                "from_value": plain_value(change.get("from")),
+                "to_value": plain_value(change.get("to")),
             }
+
+
+def plain_value(value: t.Any) -> t.Any:
+    """Strings, integers, booleans and null as they are; anything else as JSON text."""
+    if value is None or isinstance(value, (str, int)):  # bool is an int
+        return value
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)

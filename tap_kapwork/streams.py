@@ -41,12 +41,13 @@ FILTERS = {"vendor_ids": "vendor_id", "debtor_ids": "debtor_id", "statuses": "st
 
 PARTY = th.ObjectType(th.Property("id", th.StringType), th.Property("name", th.StringType))
 STATUSES = "PENDING, APPROVED, PAID, SOLD, DISPUTED, ACKNOWLEDGED"
-# A changed field's value keeps its JSON type (a string, an integer amount, a date
-# string, null). Listing every type, objects included, makes JSON-capable targets
-# use a JSON column (jsonb, VARIANT) that keeps those types instead of casting all.
-ANY_JSON = th.CustomType(
-    {"type": ["string", "integer", "number", "boolean", "object", "array", "null"]}
-)
+# A changed field's value keeps its JSON type when it is a string (dates included), an
+# integer, a boolean or null. Loaders pick one column type for the field: with these
+# types target-duckdb and target-postgres choose a text column. Objects, arrays and
+# fractions (none are documented) arrive as their JSON text, see `plain_value`.
+HISTORY_VALUE = th.CustomType({"type": ["string", "integer", "boolean", "null"]})
+# Bounded to 64 bits so that loaders create a bigint column (unbounded: hugeint/numeric).
+INT64 = th.IntegerType(minimum=-(2**63), maximum=2**63 - 1)
 
 
 def filter_partitions(config: t.Mapping[str, t.Any]) -> list[dict] | None:
@@ -84,7 +85,7 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
         th.Property("vendor_receivable_id", th.StringType, description="Vendor's invoice number"),
         th.Property("vendor", PARTY),
         th.Property("debtor", PARTY),
-        th.Property("amount_cents", th.IntegerType, description="May exceed 2^31 or be negative"),
+        th.Property("amount_cents", INT64, description="May exceed 2^31 or be negative"),
         th.Property("currency", th.StringType),
         th.Property("receivable_date", th.DateType),
         th.Property("due_date", th.DateType),
@@ -310,8 +311,8 @@ class ReceivableHistoryStream(PlainRecordOutput, Stream):
         th.Property("receivable_id", th.StringType, required=True),
         th.Property("changed_at", th.DateTimeType, required=True),
         th.Property("field", th.StringType, required=True, description="The field that changed"),
-        th.Property("from_value", ANY_JSON, description="Value before, with its JSON type"),
-        th.Property("to_value", ANY_JSON, description="Value after, with its JSON type"),
+        th.Property("from_value", HISTORY_VALUE, description="Value before the change"),
+        th.Property("to_value", HISTORY_VALUE, description="Value after the change"),
     ).to_dict()
 
     _schema_written = False
