@@ -6,7 +6,7 @@ import os
 import time
 
 import pytest
-from conftest import (
+from helpers import (
     API_KEY,
     discover,
     emitted_history_rows,
@@ -157,7 +157,8 @@ def test_progress_is_logged_on_long_runs(sandbox):
         line for line in run.stderr.splitlines() if "Receivables listing in progress" in line
     ]
     assert progress
-    assert "page" in progress[0] and "receivables/s" in progress[0]
+    assert "page" in progress[0]
+    assert "receivables/s" in progress[0]
 
 
 def test_gap_fill_404_warns_and_keeps_the_embedded_history(caplog):
@@ -186,7 +187,7 @@ def test_resume_after_sigkill_loses_nothing(sandbox):
     import tempfile
     from pathlib import Path
 
-    from conftest import TAP
+    from helpers import TAP
 
     first = run_tap(tap_config(sandbox))
     before = truth_history_rows(sandbox.truth())

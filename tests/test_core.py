@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import atexit
 
-from conftest import API_KEY
+from helpers import API_KEY
 from singer_sdk.testing import get_tap_test_class
 
 from kapwork_sandbox import Sandbox

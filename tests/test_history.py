@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from conftest import emitted_history_rows, run_tap, tap_config, truth_history_rows
+from helpers import emitted_history_rows, run_tap, tap_config, truth_history_rows
 
 from tap_kapwork.history import HistoryLimits, history_rows, is_truncated
 from tap_kapwork.timestamps import Covered, parse_timestamp

@@ -117,7 +117,7 @@ def test_listing_gives_up_after_max_passes_and_says_incomplete():
 
 def test_sync_during_churn_then_one_more_run_misses_nothing(sandbox):
     """Updates land several times a second while the tap pages through the listing."""
-    from conftest import emitted_history_rows, run_tap, tap_config, truth_history_rows
+    from helpers import emitted_history_rows, run_tap, tap_config, truth_history_rows
 
     sandbox.set_faults(latency_ms=25)
     config = tap_config(sandbox, page_size=25, max_parallel_requests=2)

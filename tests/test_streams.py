@@ -7,7 +7,7 @@ from collections import Counter
 
 import jsonschema
 import pytest
-from conftest import (
+from helpers import (
     discover,
     emitted_history_rows,
     run_tap,
@@ -86,7 +86,7 @@ def test_one_schema_per_stream_and_small_state(full_run):
 
 
 def test_no_request_per_receivable(full_run):
-    run, truth, requests = full_run
+    _, truth, requests = full_run
     single = [r for r in requests if r["path"] != "/v1/receivables"]
     # Only receivables with more changes than history_limit (100) need their own request.
     assert len(single) == sum(1 for r in truth if len(r["history"]) >= 100)

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from conftest import TAP, discover, tap_config
+from helpers import TAP, discover, tap_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {

@@ -1,0 +1,37 @@
+"""Helpers for the end-to-end tests: the loaders Meltano installed, and pipes into them."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import run_tap
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGINS = ROOT / ".meltano" / "loaders"
+MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
+
+
+def loader(name: str) -> str:
+    """The executable `meltano install` put in the loader's own virtualenv."""
+    path = PLUGINS / name / "venv" / "bin" / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make test` (it runs `meltano install`) first.")
+    return str(path)
+
+
+def pipe(config: dict, target: str, target_config: Path, state: dict | None = None) -> dict:
+    """tap-kapwork | target: returns the tap's last STATE; fails on any non-zero exit."""
+    run = run_tap(config, state=state)
+    proc = subprocess.run(
+        [target, "--config", str(target_config)],
+        input=run.stdout,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert run.state is not None
+    return run.state

@@ -1,0 +1,135 @@
+"""Test helpers: run the tap as users do, and compare its output with the sandbox truth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import typing as t
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if t.TYPE_CHECKING:
+    from kapwork_sandbox import Sandbox
+
+
+# Distinctive, so that grepping output for it means something.
+API_KEY = "kw_test_4f1d9c2b7e8a6d5c3b2a1f0e"
+TAP = str(Path(sys.executable).with_name("tap-kapwork"))
+
+
+@dataclass
+class TapRun:
+    """The outcome of one `tap-kapwork` process."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    messages: list[dict] = field(default_factory=list)
+
+    def records(self, stream: str) -> list[dict]:
+        return [
+            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
+        ]
+
+    def schemas(self, stream: str) -> list[dict]:
+        return [m for m in self.messages if m["type"] == "SCHEMA" and m["stream"] == stream]
+
+    @property
+    def states(self) -> list[dict]:
+        return [m["value"] for m in self.messages if m["type"] == "STATE"]
+
+    @property
+    def state(self) -> dict | None:
+        return self.states[-1] if self.states else None
+
+    @property
+    def state_lines(self) -> list[str]:
+        return [line for line in self.stdout.splitlines() if '"type":"STATE"' in line]
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if "| ERROR" in line]
+
+
+def tap_config(sandbox: Sandbox, **overrides: t.Any) -> dict:
+    config = {"api_key": sandbox.api_key, "api_url": sandbox.url, "progress_interval": 5}
+    config.update(overrides)
+    return config
+
+
+def run_tap(
+    config: dict,
+    *,
+    state: dict | None = None,
+    catalog: dict | None = None,
+    extra_args: t.Sequence[str] = (),
+    timeout: float = 300,
+    check: bool = True,
+) -> TapRun:
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [TAP, "--config", _write(tmp, "config.json", config), *extra_args]
+        if state is not None:
+            args += ["--state", _write(tmp, "state.json", state)]
+        if catalog is not None:
+            args += ["--catalog", _write(tmp, "catalog.json", catalog)]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    run = TapRun(proc.returncode, proc.stdout, proc.stderr)
+    run.messages = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    if check and proc.returncode != 0:
+        raise AssertionError(f"tap-kapwork exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+    return run
+
+
+def _write(directory: str, name: str, content: dict) -> str:
+    path = Path(directory) / name
+    path.write_text(json.dumps(content))
+    return str(path)
+
+
+def discover(config: dict) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [TAP, "--config", _write(tmp, "config.json", config), "--discover"]
+        proc = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60)
+    return json.loads(proc.stdout)
+
+
+def select_only(catalog: dict, *streams: str) -> dict:
+    for entry in catalog["streams"]:
+        chosen = entry["tap_stream_id"] in streams
+        for meta in entry["metadata"]:
+            if meta["breadcrumb"] == []:
+                meta["metadata"]["selected"] = chosen
+    return catalog
+
+
+def truth_history_rows(truth: list[dict]) -> set[tuple]:
+    """(receivable_id, changed_at, field, from, to) for every change in the truth."""
+    return {
+        (rec["id"], entry["changed_at"], name, _key(change.get("from")), _key(change.get("to")))
+        for rec in truth
+        for entry in rec.get("history") or []
+        for name, change in entry["changes"].items()
+    }
+
+
+def emitted_history_rows(records: list[dict]) -> list[tuple]:
+    return [
+        (
+            r["receivable_id"],
+            r["changed_at"],
+            r["field"],
+            _key(r["from_value"]),
+            _key(r["to_value"]),
+        )
+        for r in records
+    ]
+
+
+def _key(value: t.Any) -> t.Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+
+
+def without_history(receivable: dict) -> dict:
+    return {k: v for k, v in receivable.items() if k != "history"}
