@@ -37,7 +37,7 @@ test: meltano
 	@$(VENV)/bin/python -m pytest
 
 lint: install
-	@$(VENV)/bin/ruff check . && $(VENV)/bin/mypy tap_kapwork
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/mypy tap_kapwork kapwork_sandbox
 
 bench: install
 	@$(VENV)/bin/python benchmarks/bench.py --receivables 10000 --latency-ms 25

@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         sandbox.start()
     except OSError as exc:
-        parser.exit(2, f"kapwork-sandbox: cannot listen on {args.host}:{args.port}: {exc.strerror}\n")
+        parser.exit(
+            2, f"kapwork-sandbox: cannot listen on {args.host}:{args.port}: {exc.strerror}\n"
+        )
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())

@@ -33,7 +33,7 @@ PORTALS: dict[str, list[tuple[str, str]]] = {
         ("DELIVERED", "ACKNOWLEDGED"),
         ("ACCEPTED", "APPROVED"),
         ("MARKED PAID", "PAID"),
-        ("Genehmigt – Zahlung geplant", "APPROVED"),
+        ("Genehmigt – Zahlung geplant", "APPROVED"),  # noqa: RUF001 (unicode on purpose)
         ("FINANCED", "SOLD"),
     ],
     "Generic": [
@@ -45,15 +45,38 @@ PORTALS: dict[str, list[tuple[str, str]]] = {
     ],
 }
 VENDOR_NAMES = [
-    "Acme Corp", 'Müller & "Söhne" GmbH', "O'Brien Supply Co.", "株式会社テスト", "Café ☕ Ltd",
-    "Nordström Logistik AB", "Łódź Metalworks", "Smith & Wesson's Parts", "Ωmega Components",
-    "São Paulo Têxtil", "Zürich Präzision AG", 'The "Best" Widgets', "Dvořák Instruments",
-    "北京贸易有限公司", "Ünal Tekstil", "García y Hijos S.L.", "Back\\slash Industries",
-    "Fjord & Fell AS", "Crème Brûlée Bakery", "Tab\tSeparated Inc",
+    "Acme Corp",
+    'Müller & "Söhne" GmbH',
+    "O'Brien Supply Co.",
+    "株式会社テスト",
+    "Café ☕ Ltd",
+    "Nordström Logistik AB",
+    "Łódź Metalworks",
+    "Smith & Wesson's Parts",
+    "Ωmega Components",
+    "São Paulo Têxtil",
+    "Zürich Präzision AG",
+    'The "Best" Widgets',
+    "Dvořák Instruments",
+    "北京贸易有限公司",
+    "Ünal Tekstil",
+    "García y Hijos S.L.",
+    "Back\\slash Industries",
+    "Fjord & Fell AS",
+    "Crème Brûlée Bakery",
+    "Tab\tSeparated Inc",
 ]
 DEBTOR_STEMS = [
-    "BigBuyer Inc", "Globex", "Initech", "Umbrella Retail", "Wayne Enterprises", "Stark Industries",
-    "Société Générale d'Achats", 'Buyer "Prime" LLC', "Kaufhaus Größe", "Tokyo 商事",
+    "BigBuyer Inc",
+    "Globex",
+    "Initech",
+    "Umbrella Retail",
+    "Wayne Enterprises",
+    "Stark Industries",
+    "Société Générale d'Achats",
+    'Buyer "Prime" LLC',
+    "Kaufhaus Größe",
+    "Tokyo 商事",
 ]
 TERMS = ["NET30", "NET45", "NET60", "2/10 NET 30", "NET90", "Due on receipt"]
 TRACKED = ("status", "amount_cents", "due_date", "po_number", "vendor_receivable_id")
@@ -110,7 +133,9 @@ class Dataset:
 
     def _new_id(self) -> str:
         while True:
-            candidate = f"rcv_{self._rng.getrandbits(128):032x}"
+            # The docs show both prefixes; clients must not rely on either.
+            prefix = "rec_" if self._rng.random() < 0.1 else "rcv_"
+            candidate = f"{prefix}{self._rng.getrandbits(128):032x}"
             if candidate not in self.records:
                 return candidate
 
@@ -159,7 +184,11 @@ class Dataset:
             updated = self.anchor - dt.timedelta(milliseconds=rng.randint(1, 23 * 3600 * 1000))
         else:
             updated = self.anchor - dt.timedelta(milliseconds=rng.randint(ms, 300 * ms))
-        detected = updated - dt.timedelta(milliseconds=rng.randint(changes * 1000, 100 * ms)) if changes else updated
+        detected = (
+            updated - dt.timedelta(milliseconds=rng.randint(changes * 1000, 100 * ms))
+            if changes
+            else updated
+        )
         receivable_date = (detected - dt.timedelta(days=rng.randint(0, 10))).date()
         portal_status, status = rng.choice(PORTALS[portal][:2])
         state: dict[str, t.Any] = {
@@ -182,7 +211,7 @@ class Dataset:
             moments.append(updated)
         history = [self._change(state, portal, stamp(m)) for m in moments]
         history.reverse()
-        record = {
+        return {
             "id": self._new_id(),
             "object": "receivable",
             "vendor_receivable_id": state["vendor_receivable_id"],
@@ -204,7 +233,6 @@ class Dataset:
             "metadata": self._metadata(),
             "_portal": portal,
         }
-        return record
 
     def _change(self, state: dict[str, t.Any], portal: str, changed_at: str) -> dict:
         """Apply 1-3 field changes to `state`; return the history entry."""
@@ -213,6 +241,7 @@ class Dataset:
         changes: dict[str, dict[str, t.Any]] = {}
         for field in fields:
             old = state[field]
+            new: t.Any
             if field == "status":
                 portal_status, new = rng.choice(
                     [p for p in PORTALS[portal] if p[0] != state["portal_status"]]
@@ -228,7 +257,9 @@ class Dataset:
                 if old is None or rng.random() < 0.1:
                     new = None if old is not None else "2026-03-31"
                 else:
-                    new = (dt.date.fromisoformat(old) + dt.timedelta(days=rng.choice([-15, 15, 30]))).isoformat()
+                    new = (
+                        dt.date.fromisoformat(old) + dt.timedelta(days=rng.choice([-15, 15, 30]))
+                    ).isoformat()
             elif field == "po_number":
                 new = f"PO-{rng.randint(1, 99999):05d}"
             else:
@@ -238,7 +269,10 @@ class Dataset:
             changes[field] = {"from": old, "to": new}
             state[field] = new
         if not changes:
-            changes["portal_status"] = {"from": state["portal_status"], "to": state["portal_status"] + " (re-sent)"}
+            changes["portal_status"] = {
+                "from": state["portal_status"],
+                "to": state["portal_status"] + " (re-sent)",
+            }
             state["portal_status"] += " (re-sent)"
         return {"changed_at": changed_at, "changes": changes}
 
@@ -300,7 +334,9 @@ class Dataset:
             start = bisect.bisect_left(self._index, (since, "")) if since else 0
             entries = self._index[start:]
             if filters:
-                vendor, debtor, status = (filters.get(k) for k in ("vendor_id", "debtor_id", "status"))
+                vendor, debtor, status = (
+                    filters.get(k) for k in ("vendor_id", "debtor_id", "status")
+                )
                 records = self.records
                 entries = [
                     e

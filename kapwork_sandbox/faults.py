@@ -52,12 +52,21 @@ class FaultPlan:
             f = self.faults
             if f.rate_limit_rps:
                 now = time.monotonic()
-                self._tokens = min(f.rate_limit_rps, self._tokens + (now - self._refilled) * f.rate_limit_rps)
+                self._tokens = min(
+                    f.rate_limit_rps, self._tokens + (now - self._refilled) * f.rate_limit_rps
+                )
                 self._refilled = now
                 if self._tokens < 1:
                     return "rate_limit", max(1.0, math.ceil((1 - self._tokens) / f.rate_limit_rps))
                 self._tokens -= 1
-            rates = (f.drop_rate, f.error_rate, f.rate_limit_rate, f.truncate_rate, f.html_rate, f.missing_data_rate)
+            rates = (
+                f.drop_rate,
+                f.error_rate,
+                f.rate_limit_rate,
+                f.truncate_rate,
+                f.html_rate,
+                f.missing_data_rate,
+            )
             for kind, rate in zip(KINDS, rates, strict=True):
                 if rate and self._rng.random() < rate:
                     return kind, float(f.retry_after)

@@ -35,7 +35,9 @@ class ApiError(Exception):
         return {"error": error}
 
 
-def _int_param(params: dict[str, list[str]], name: str, default: int, low: int, high: int | None) -> int:
+def _int_param(
+    params: dict[str, list[str]], name: str, default: int, low: int, high: int | None
+) -> int:
     raw = params.get(name, [None])[-1]
     if raw is None:
         return default
@@ -53,7 +55,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: t.Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: t.Any) -> None:
         return  # the request log is kept in Sandbox.requests
 
     def do_GET(self) -> None:
@@ -72,13 +74,24 @@ class Handler(BaseHTTPRequestHandler):
             self._control(method, url.path, self._read_json())
             return
         sandbox = self.server.sandbox
-        entry = {"method": method, "path": url.path, "params": params, "status": 0, "fault": None, "time": time.time()}
+        entry = {
+            "method": method,
+            "path": url.path,
+            "params": params,
+            "status": 0,
+            "fault": None,
+            "time": time.time(),
+        }
         sandbox._log(entry)
         latency = sandbox.plan.faults.latency_ms
         if latency:
             time.sleep(latency / 1000)
         if self.headers.get("Authorization") != f"Bearer {sandbox.api_key}":
-            self._send(entry, 401, {"error": {"type": "authentication_error", "message": "Invalid API key"}})
+            self._send(
+                entry,
+                401,
+                {"error": {"type": "authentication_error", "message": "Invalid API key"}},
+            )
             return
         fault, retry_after = sandbox.plan.decide()
         entry["fault"] = fault
@@ -96,11 +109,15 @@ class Handler(BaseHTTPRequestHandler):
                 header = email.utils.formatdate(time.time() + retry_after, usegmt=True)
             else:
                 header = str(int(retry_after) if float(retry_after).is_integer() else retry_after)
-            body = {"error": {"type": "rate_limit_error", "message": "Too many requests"}}
-            self._send(entry, 429, body, headers={"Retry-After": header})
+            limited = {"error": {"type": "rate_limit_error", "message": "Too many requests"}}
+            self._send(entry, 429, limited, headers={"Retry-After": header})
             return
         if method != "GET":
-            self._send(entry, 405, {"error": {"type": "invalid_request_error", "message": "Method not allowed"}})
+            self._send(
+                entry,
+                405,
+                {"error": {"type": "invalid_request_error", "message": "Method not allowed"}},
+            )
             return
         try:
             body = self._api(url.path, params)
@@ -135,9 +152,13 @@ class Handler(BaseHTTPRequestHandler):
             expand = params.get("expand[]", []) + params.get("expand", [])
             unknown = [value for value in expand if value not in ("history", "metadata")]
             if unknown:
-                raise ApiError(400, "invalid_request_error", f"Unknown expand value: {unknown[0]}", "expand[]")
+                raise ApiError(
+                    400, "invalid_request_error", f"Unknown expand value: {unknown[0]}", "expand[]"
+                )
             since = self._since(params)
-            filters = {k: params[k][-1] for k in ("vendor_id", "debtor_id", "status") if k in params}
+            filters: dict[str, str] = {
+                k: params[k][-1] for k in ("vendor_id", "debtor_id", "status") if k in params
+            }
             ids = dataset.select(since, filters, sandbox.order)
             chosen = ids[(page - 1) * limit : page * limit]
             data = [
@@ -213,7 +234,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(entry, exc.status, exc.body())
             return
         except (TypeError, ValueError) as exc:
-            self._send(entry, 400, {"error": {"type": "invalid_request_error", "message": str(exc)}})
+            self._send(
+                entry, 400, {"error": {"type": "invalid_request_error", "message": str(exc)}}
+            )
             return
         self._send(entry, 200, result)
 
@@ -227,7 +250,9 @@ class Handler(BaseHTTPRequestHandler):
             return {}
         return body if isinstance(body, dict) else {}
 
-    def _send(self, entry: dict, status: int, body: t.Any, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, entry: dict, status: int, body: t.Any, headers: dict[str, str] | None = None
+    ) -> None:
         payload = json.dumps(body, ensure_ascii=False).encode()
         self._send_bytes(entry, status, payload, "application/json", headers)
 
@@ -298,7 +323,9 @@ class Sandbox:
             self._server = _Server((self.host, self.port), Handler)
             self._server.sandbox = self
             self.port = self._server.server_address[1]
-            self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="kapwork-sandbox")
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, daemon=True, name="kapwork-sandbox"
+            )
             self._thread.start()
         return self
 

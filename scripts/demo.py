@@ -111,7 +111,7 @@ def main() -> None:
         meltano("run", "tap-kapwork", "target-duckdb", env=env)
 
         say("Changing 40 receivables and adding 10 in the sandbox")
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 (loopback sandbox URL)
             f"{url}/_sandbox/mutate",
             data=json.dumps({"count": 40, "insert": 10}).encode(),
             headers={"Content-Type": "application/json"},

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import email.utils
 import random
+import sys
 import threading
 import time
 import typing as t
 from functools import cached_property
 from http import HTTPStatus
+from urllib.parse import urlsplit
 
 import backoff
 import msgspec
@@ -24,9 +26,9 @@ if t.TYPE_CHECKING:
 
     from backoff.types import Details
 
-try:  # Python 3.12+
+if sys.version_info >= (3, 12):
     from typing import override
-except ImportError:  # pragma: no cover
+else:
     from typing_extensions import override
 
 TRANSIENT_STATUSES = {
@@ -147,23 +149,23 @@ class KapworkStream(RESTStream[int]):
     # A redirect would send the bearer token to wherever it points; fail instead.
     allow_redirects = False
 
-    @override
     @property
+    @override
     def url_base(self) -> str:
         return str(self.config["api_url"]).rstrip("/")
 
-    @override
     @cached_property
+    @override
     def authenticator(self) -> BearerTokenAuthenticator:
         return BearerTokenAuthenticator(token=self.config["api_key"])
 
-    @override
     @property
+    @override
     def http_headers(self) -> dict:
         return {"Accept": "application/json"}
 
-    @override
     @property
+    @override
     def timeout(self) -> int:
         return self.config["request_timeout"]
 
@@ -175,8 +177,8 @@ class KapworkStream(RESTStream[int]):
     def retry_stats(self) -> RetryStats:
         return self._tap.retry_stats  # type: ignore[attr-defined,no-any-return]
 
-    @override
     @property
+    @override
     def requests_session(self) -> requests.Session:
         # Page fetches run on several threads; requests.Session is not documented as
         # thread-safe, so each thread keeps its own (connection reuse stays per thread).
@@ -249,8 +251,9 @@ class KapworkStream(RESTStream[int]):
     def _where(response: requests.Response) -> str:
         # Path only: the query string could carry caller data and adds nothing here.
         request = response.request
-        path = requests.utils.urlparse(request.url).path if request is not None else "?"
-        return f"{request.method if request is not None else 'GET'} {path}"
+        path = urlsplit(str(request.url)).path if request is not None else "?"
+        method = request.method if request is not None else None
+        return f"{method if isinstance(method, str) else 'GET'} {path}"
 
     @override
     def request_decorator(self, func: Callable) -> Callable:
@@ -338,7 +341,7 @@ class KapworkStream(RESTStream[int]):
             headers=self.http_headers,
         )
         response = self._decorated_request(request, None)
-        return response.kapwork_payload  # type: ignore[no-any-return]
+        return response.kapwork_payload  # type: ignore[attr-defined,no-any-return]
 
     @cached_property
     def _decorated_request(self) -> Callable[..., requests.Response]:

@@ -157,13 +157,17 @@ def history_rows(
         for field, change in changes.items():
             if not isinstance(change, dict):
                 change = {"to": change}
+            before, after = change.get("from"), change.get("to")
             yield {
                 "receivable_id": receivable_id,
                 "changed_at": changed_at,
                 "field": field,
-                "from_value": plain_value(change.get("from")),
-                "to_value": plain_value(change.get("to")),
+                "from_value": before if type(before) in PLAIN else plain_value(before),
+                "to_value": after if type(after) in PLAIN else plain_value(after),
             }
+
+
+PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def plain_value(value: t.Any) -> t.Any:

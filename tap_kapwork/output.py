@@ -15,6 +15,8 @@ from singer_sdk.singerlib import SingerMessageType
 from tap_kapwork.client import override
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from singer_sdk import Stream
     from singer_sdk.singerlib.encoding.simple import Message
 
@@ -29,8 +31,9 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
 
     def __init__(self) -> None:
         self._pending = bytearray()
-        self._extracted_at = ""
-        self._extracted_tick = 0.0
+        self._prefixes: dict[str, bytes] = {}
+        self._suffix = b""
+        self._extracted_tick = -1.0
 
     @override
     def write_message(self, message: Message) -> None:
@@ -38,22 +41,29 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         if message.type != SingerMessageType.RECORD or len(self._pending) >= FLUSH_BYTES:
             self.flush()
 
-    def write_record(self, stream: str, record: dict[str, t.Any]) -> None:
-        """Encode a RECORD straight into the buffer, with no message object in between."""
+    def write_records(self, stream: str, records: Iterable[dict[str, t.Any]]) -> int:
+        """Encode RECORDs straight into the buffer: no message objects, and the parts
+        that are the same for every record of the stream encoded once."""
         now = time.monotonic()
         if now - self._extracted_tick >= 1.0:  # time_extracted to the second is plenty
             self._extracted_tick = now
-            self._extracted_at = dt.datetime.now(dt.timezone.utc).isoformat()
-        message = {
-            "type": "RECORD",
-            "stream": stream,
-            "record": record,
-            "time_extracted": self._extracted_at,
-        }
-        encoder.encode_into(message, self._pending, -1)
-        self._pending += b"\n"
-        if len(self._pending) >= FLUSH_BYTES:
+            extracted_at = encoder.encode(dt.datetime.now(dt.timezone.utc).isoformat())
+            self._suffix = b',"time_extracted":' + extracted_at + b"}\n"
+        prefix = self._prefixes.get(stream)
+        if prefix is None:
+            prefix = self._prefixes[stream] = (
+                b'{"type":"RECORD","stream":' + encoder.encode(stream) + b',"record":'
+            )
+        pending, suffix, encode_into = self._pending, self._suffix, encoder.encode_into
+        count = 0
+        for record in records:
+            pending += prefix
+            encode_into(record, pending, -1)
+            pending += suffix
+            count += 1
+        if len(pending) >= FLUSH_BYTES:
             self.flush()
+        return count
 
     def flush(self) -> None:
         if self._pending:
@@ -88,9 +98,17 @@ class PlainRecordOutput:
         )
 
     def _write_record_message(self, record: dict[str, t.Any]) -> None:
+        self.write_records((record,))
+
+    def write_records(self, records: Iterable[dict[str, t.Any]]) -> int:
+        """Write RECORD messages; returns how many."""
         stream = t.cast("Stream", self)
-        if not self._plain_output:
-            super()._write_record_message(record)  # type: ignore[misc]
-            return
-        t.cast(BufferedMsgSpecWriter, stream._tap.message_writer).write_record(stream.name, record)
         stream.state_manager.is_flushed = False
+        if self._plain_output:
+            writer = t.cast(BufferedMsgSpecWriter, stream._tap.message_writer)
+            return writer.write_records(stream.name, records)
+        count = 0
+        for record in records:
+            super()._write_record_message(record)  # type: ignore[misc]
+            count += 1
+        return count

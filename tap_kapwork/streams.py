@@ -17,7 +17,7 @@ from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 from tap_kapwork.client import KapworkStream, override
 from tap_kapwork.errors import BadRequestError, KapworkError
 from tap_kapwork.history import HistoryCompleter, HistoryLimits, history_rows
-from tap_kapwork.output import PlainRecordOutput
+from tap_kapwork.output import BufferedMsgSpecWriter, PlainRecordOutput
 from tap_kapwork.paging import Listing, Page
 from tap_kapwork.timestamps import (
     UTC,
@@ -80,7 +80,7 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
     schema = th.PropertiesList(
-        th.Property("id", th.StringType, required=True, description="Kapwork id (rcv_…)"),
+        th.Property("id", th.StringType, required=True, description="Kapwork id (rcv_… or rec_…)"),
         th.Property("object", th.StringType),
         th.Property("vendor_receivable_id", th.StringType, description="Vendor's invoice number"),
         th.Property("vendor", PARTY),
@@ -101,8 +101,8 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
     _FIELDS = frozenset(schema["properties"])
     _params_lock = threading.Lock()
 
-    @override
     @property
+    @override
     def partitions(self) -> list[dict] | None:
         return filter_partitions(self.config)
 
@@ -128,6 +128,18 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        # Records are buffered by the tap's writer; the SDK's sync loop is final and has
+        # no end-of-sync hook, so the buffer is flushed where the listing ends.
+        try:
+            yield from self._sync_listing(context)
+        finally:
+            writer = self._tap.message_writer
+            if isinstance(writer, BufferedMsgSpecWriter):
+                writer.flush()
+            if self.retry_stats.total:
+                self.logger.info("HTTP retries: %s", self.retry_stats.summary())
+
+    def _sync_listing(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
         history = self.history if self.history.selected else None
         covered = {s: self.covered_until(s, context) for s in (self, history) if s and s.selected}
         if not covered:
@@ -160,12 +172,10 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
                 if watermark is None or updated_at > watermark:
                     watermark = updated_at
                 if history:
-                    for change in history_rows(
-                        row["id"], row.get("history") or [], history_covered
-                    ):
-                        history.emit(change)
-                        history_count.increment()
-                        progress.history_rows += 1
+                    rows = history_rows(row["id"], row.get("history") or [], history_covered)
+                    emitted = history.write_records(rows)
+                    history_count.increment(emitted)
+                    progress.history_rows += emitted
                 progress.tick()
                 if receivables_covered is None or receivables_covered.admits(updated_at):
                     yield self._project(row)
@@ -317,8 +327,8 @@ class ReceivableHistoryStream(PlainRecordOutput, Stream):
 
     _schema_written = False
 
-    @override
     @property
+    @override
     def partitions(self) -> list[dict] | None:
         return filter_partitions(self.config)
 
@@ -327,9 +337,6 @@ class ReceivableHistoryStream(PlainRecordOutput, Stream):
         if not self._schema_written:
             self._write_schema_message()
             self._schema_written = True
-
-    def emit(self, row: dict[str, t.Any]) -> None:
-        self._write_record_message(row)
 
     @override
     def get_records(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
@@ -345,7 +352,7 @@ class _NoCounter:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def increment(self) -> None:
+    def increment(self, value: int = 1) -> None:
         return None
 
 

@@ -159,15 +159,6 @@ class TapKapwork(Tap):
     def discover_streams(self) -> list[Stream]:
         return [ReceivablesStream(self), ReceivableHistoryStream(self)]
 
-    @override
-    def sync_all(self) -> None:
-        try:
-            super().sync_all()
-        finally:
-            t.cast(BufferedMsgSpecWriter, self.message_writer).flush()
-            if self.retry_stats.total:
-                self.logger.info("HTTP retries: %s", self.retry_stats.summary())
-
     @classmethod
     @override
     def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:  # type: ignore[override]

@@ -187,3 +187,24 @@ def test_filters_are_partitions_with_their_own_bookmarks(sandbox):
         (p["context"]["vendor_id"], p["context"]["status"]) for p in partitions
     ) == sorted((v, s) for v in vendors for s in statuses)
     assert len(json.dumps(run.state)) < 4096
+
+
+@pytest.mark.parametrize("order", ["updated_at_desc", "id"])
+def test_no_sort_order_is_assumed(sandbox, order):
+    # The API documents no order; the tap must be complete and bookmark correctly
+    # whichever order the pages come in.
+    sandbox.order = order
+    config = tap_config(sandbox, page_size=40)
+    first = run_tap(config)
+    truth = sandbox.truth()
+    assert {r["id"] for r in first.records("receivables")} == {r["id"] for r in truth}
+    assert set(emitted_history_rows(first.records("receivable_history"))) == truth_history_rows(
+        truth
+    )
+    before = truth_history_rows(truth)
+    changed = set(sandbox.mutate(10)) | set(sandbox.insert(2))
+    second = run_tap(config, state=first.state)
+    assert {r["id"] for r in second.records("receivables")} == changed
+    assert set(emitted_history_rows(second.records("receivable_history"))) == (
+        truth_history_rows(sandbox.truth()) - before
+    )

@@ -1,0 +1,357 @@
+"""The sandbox is a product feature: its API must behave as the Kapwork docs say."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import http.client
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers import API_KEY
+
+from kapwork_sandbox import Sandbox
+from kapwork_sandbox.data import Dataset, parse_moment
+
+SANDBOX_CLI = str(Path(sys.executable).with_name("kapwork-sandbox"))
+ANCHOR = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
+
+
+def call(sandbox: Sandbox, path: str, key: str | None = API_KEY, **params) -> tuple[int, dict]:
+    """GET an API path; (status, decoded JSON body)."""
+    query = urllib.parse.urlencode(params, doseq=True)
+    request = urllib.request.Request(f"{sandbox.url}{path}?{query}")
+    if key is not None:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def raw_get(sandbox: Sandbox, path: str) -> tuple[int, dict[str, str], bytes]:
+    """GET without decoding: (status, headers, body)."""
+    connection = http.client.HTTPConnection(sandbox.host, sandbox.port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Authorization": f"Bearer {API_KEY}"})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def list_all(sandbox: Sandbox, **params) -> list[dict]:
+    rows, page = [], 1
+    while True:
+        status, body = call(sandbox, "/v1/receivables", page=page, **params)
+        assert status == 200, body
+        rows += body["data"]
+        if not body["has_more"]:
+            return rows
+        page += 1
+
+
+@pytest.fixture(scope="module")
+def fixed() -> Sandbox:
+    """Read-only, with a fixed anchor so data does not depend on the clock."""
+    with Sandbox(receivables=800, seed=5, api_key=API_KEY, anchor=ANCHOR) as sandbox:
+        yield sandbox
+
+
+def test_a_wrong_or_missing_key_gets_a_401_json_error(fixed):
+    for key in ("wrong-key", None):
+        status, body = call(fixed, "/v1/receivables", key=key)
+        assert status == 401
+        assert body["error"]["type"] == "authentication_error"
+
+
+def test_paging_returns_every_receivable_once_with_total_count(fixed):
+    status, first = call(fixed, "/v1/receivables", verified_since="all", limit=75)
+    assert status == 200
+    assert first["object"] == "list"
+    assert first["total_count"] == 800
+    assert len(first["data"]) == 75
+    assert first["has_more"] is True
+    rows = list_all(fixed, verified_since="all", limit=75)
+    assert len(rows) == 800
+    assert {r["id"] for r in rows} == {r["id"] for r in fixed.truth()}
+    _, beyond = call(fixed, "/v1/receivables", verified_since="all", limit=75, page=99)
+    assert beyond["data"] == []
+    assert beyond["has_more"] is False
+
+
+def test_limit_defaults_to_100_and_above_500_is_a_400_naming_it(fixed):
+    _, body = call(fixed, "/v1/receivables", verified_since="all")
+    assert len(body["data"]) == 100
+    _, body = call(fixed, "/v1/receivables", verified_since="all", limit=500)
+    assert len(body["data"]) == 500
+    status, body = call(fixed, "/v1/receivables", verified_since="all", limit=501)
+    assert status == 400
+    assert body["error"]["param"] == "limit"
+
+
+def test_verified_since_defaults_to_the_last_24_hours():
+    now = dt.datetime.now(dt.timezone.utc)
+    with Sandbox(receivables=400, seed=9, api_key=API_KEY) as sandbox:
+        truth = sandbox.truth()
+        ids = {r["id"] for r in list_all(sandbox, limit=500)}
+    day_ago = now - dt.timedelta(days=1)
+    margin = dt.timedelta(seconds=5)
+    recent = {r["id"] for r in truth if parse_moment(r["updated_at"]) >= day_ago + margin}
+    older = {r["id"] for r in truth if parse_moment(r["updated_at"]) < day_ago - margin}
+    assert recent, "the data should straddle the 24-hour default"
+    assert older, "the data should straddle the 24-hour default"
+    assert recent <= ids
+    assert not ids & older
+
+
+def test_verified_since_is_inclusive_and_all_means_everything(fixed):
+    truth = sorted(fixed.truth(), key=lambda r: r["updated_at"])
+    middle = truth[len(truth) // 2]
+    rows = list_all(fixed, verified_since=middle["updated_at"], limit=500)
+    expected = {r["id"] for r in truth if r["updated_at"] >= middle["updated_at"]}
+    assert {r["id"] for r in rows} == expected
+    assert middle["id"] in expected
+    assert len(list_all(fixed, verified_since="all", limit=500)) == len(truth)
+    status, body = call(fixed, "/v1/receivables", verified_since="yesterday")
+    assert status == 400
+    assert body["error"]["param"] == "verified_since"
+
+
+@pytest.mark.parametrize("name", ["vendor_id", "debtor_id", "status"])
+def test_filters_return_exactly_the_matching_receivables(fixed, name):
+    truth = fixed.truth()
+    value_of = {
+        "vendor_id": lambda r: r["vendor"]["id"],
+        "debtor_id": lambda r: r["debtor"]["id"],
+        "status": lambda r: r["status"],
+    }[name]
+    value = value_of(truth[0])
+    rows = list_all(fixed, verified_since="all", limit=500, **{name: value})
+    assert rows
+    assert {r["id"] for r in rows} == {r["id"] for r in truth if value_of(r) == value}
+
+
+def test_expand_and_history_limit(fixed):
+    truth = {r["id"]: r for r in fixed.truth()}
+    _, plain = call(fixed, "/v1/receivables", verified_since="all", limit=500)
+    assert all("history" not in r and "metadata" not in r for r in plain["data"])
+
+    _, default = call(
+        fixed,
+        "/v1/receivables",
+        verified_since="all",
+        limit=500,
+        **{
+            "expand[]": ["history", "metadata"],
+        },
+    )
+    for row in default["data"]:
+        assert row["history"] == truth[row["id"]]["history"][:10]  # the documented default
+        assert row["metadata"] == truth[row["id"]]["metadata"]
+
+    _, three = call(
+        fixed,
+        "/v1/receivables",
+        verified_since="all",
+        limit=500,
+        history_limit=3,
+        **{"expand[]": "history"},
+    )
+    assert all(r["history"] == truth[r["id"]]["history"][:3] for r in three["data"])
+    status, body = call(fixed, "/v1/receivables", **{"expand[]": "vendors"})
+    assert status == 400
+    assert body["error"]["param"] == "expand[]"
+
+
+def test_single_receivable_and_404(fixed):
+    longest = max(fixed.truth(), key=lambda r: len(r["history"]))
+    status, body = call(fixed, f"/v1/receivables/{longest['id']}", history_limit=500)
+    assert status == 200
+    assert body == longest
+    _, short = call(fixed, f"/v1/receivables/{longest['id']}")
+    assert short["history"] == longest["history"][:10]
+    status, body = call(fixed, "/v1/receivables/rcv_does_not_exist")
+    assert status == 404
+    assert body["error"]["type"] == "not_found"
+
+
+def test_max_history_limit_knob_rejects_larger_values_with_a_400(sandbox):
+    sandbox.max_history_limit = 50
+    status, body = call(sandbox, "/v1/receivables", history_limit=51, **{"expand[]": "history"})
+    assert status == 400
+    assert body["error"]["param"] == "history_limit"
+    status, _ = call(sandbox, "/v1/receivables", history_limit=50, **{"expand[]": "history"})
+    assert status == 200
+
+
+def test_data_exercises_the_edges(fixed):
+    truth = fixed.truth()
+    assert {r["id"][:4] for r in truth} == {"rcv_", "rec_"}
+    for name in ("due_date", "po_number", "estimated_next_update_at"):
+        assert any(r[name] is None for r in truth), f"no null {name}"
+    amounts = [r["amount_cents"] for r in truth]
+    assert max(amounts) > 2**31
+    assert min(amounts) < 0
+    texts = [r["vendor"]["name"] for r in truth] + [r["portal_status"] for r in truth]
+    assert any(not text.isascii() for text in texts)
+    assert any('"' in text for text in texts)
+    assert any("'" in text for text in texts)
+    lengths = [len(r["history"]) for r in truth]
+    assert min(lengths) == 0
+    assert max(lengths) > 50
+    for record in truth:
+        stamps = [entry["changed_at"] for entry in record["history"]]
+        assert stamps == sorted(stamps, reverse=True), "history must be newest first"
+        if stamps:
+            assert stamps[0] == record["updated_at"]
+
+
+def test_the_same_seed_and_anchor_give_the_same_data():
+    assert Dataset(300, 7, ANCHOR).truth() == Dataset(300, 7, ANCHOR).truth()
+    assert Dataset(300, 7, ANCHOR).truth() != Dataset(300, 8, ANCHOR).truth()
+
+
+def test_mutate_and_insert_change_the_truth_and_the_history(sandbox):
+    before = {r["id"]: r for r in sandbox.truth()}
+    updated = sandbox.mutate(5)
+    inserted = sandbox.insert(2)
+    after = {r["id"]: r for r in sandbox.truth()}
+    assert len(after) == len(before) + 2
+    for rid in updated:
+        assert after[rid]["updated_at"] > before[rid]["updated_at"]
+        assert len(after[rid]["history"]) == len(before[rid]["history"]) + 1
+        assert after[rid]["history"][0]["changed_at"] == after[rid]["updated_at"]
+    for rid in inserted:
+        assert rid not in before
+        assert after[rid]["history"] == []
+    newest = list_all(sandbox, verified_since=min(after[r]["updated_at"] for r in updated))
+    assert {r["id"] for r in newest} >= set(updated) | set(inserted)
+
+
+def test_churn_keeps_changing_data_until_stopped(sandbox):
+    before = {r["id"]: r["updated_at"] for r in sandbox.truth()}
+    sandbox.start_churn(per_second=50, insert_ratio=0.2)
+    time.sleep(0.6)
+    sandbox.stop_churn()
+    after = {r["id"]: r["updated_at"] for r in sandbox.truth()}
+    changed = [rid for rid in before if after[rid] != before[rid]]
+    assert changed
+    assert len(after) > len(before)
+    time.sleep(0.2)
+    assert {r["id"]: r["updated_at"] for r in sandbox.truth()} == after
+
+
+def test_fault_rate_limit_with_retry_after_in_both_forms(sandbox):
+    sandbox.set_faults(rate_limit_rate=1.0, retry_after=7)
+    status, headers, _ = raw_get(sandbox, "/v1/receivables")
+    assert status == 429
+    assert headers["Retry-After"] == "7"
+    sandbox.set_faults(rate_limit_rate=1.0, retry_after=7, retry_after_format="http-date")
+    status, headers, _ = raw_get(sandbox, "/v1/receivables")
+    assert status == 429
+    when = email.utils.parsedate_to_datetime(headers["Retry-After"])
+    assert 3 <= (when - dt.datetime.now(dt.timezone.utc)).total_seconds() <= 9
+
+
+def test_fault_server_errors_truncation_html_and_missing_data(sandbox):
+    sandbox.set_faults(error_rate=1.0)
+    assert {raw_get(sandbox, "/v1/receivables")[0] for _ in range(12)} <= {500, 502, 503, 504}
+    sandbox.set_faults(truncate_rate=1.0)
+    status, _, body = raw_get(sandbox, "/v1/receivables")
+    assert status == 200
+    with pytest.raises(ValueError):
+        json.loads(body)
+    sandbox.set_faults(html_rate=1.0)
+    status, headers, body = raw_get(sandbox, "/v1/receivables")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/html")
+    sandbox.set_faults(missing_data_rate=1.0)
+    status, _, body = raw_get(sandbox, "/v1/receivables")
+    assert status == 200
+    assert "data" not in json.loads(body)
+    sandbox.clear_faults()
+    assert raw_get(sandbox, "/v1/receivables")[0] == 200
+
+
+def test_fault_dropped_connection_and_latency(sandbox):
+    sandbox.set_faults(drop_rate=1.0)
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        raw_get(sandbox, "/v1/receivables")
+    sandbox.set_faults(latency_ms=300)
+    started = time.monotonic()
+    assert raw_get(sandbox, "/v1/receivables")[0] == 200
+    assert time.monotonic() - started >= 0.3
+
+
+def test_rate_limit_rps_answers_429_when_the_budget_is_spent(sandbox):
+    sandbox.set_faults(rate_limit_rps=2)
+    statuses = [raw_get(sandbox, "/v1/receivables")[0] for _ in range(6)]
+    assert statuses[:2] == [200, 200]
+    assert 429 in statuses
+
+
+def test_control_endpoints_serve_truth_mutations_faults_and_the_request_log(sandbox):
+    def control(method: str, path: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{sandbox.url}/_sandbox/{path}", data, method=method)
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    assert control("GET", "health") == {"ok": True, "receivables": 600}
+    assert len(control("GET", "truth")["data"]) == 600
+    changed = control("POST", "mutate", {"count": 3, "insert": 1})
+    assert len(changed["updated"]) == 3
+    assert len(changed["inserted"]) == 1
+    assert control("GET", "health")["receivables"] == 601
+    control("DELETE", "requests")
+    call(sandbox, "/v1/receivables", limit=5)
+    (logged,) = control("GET", "requests")["data"]
+    assert logged["path"] == "/v1/receivables"
+    assert logged["params"]["limit"] == ["5"]
+    assert control("POST", "faults", {"error_rate": 1.0})["error_rate"] == 1.0
+    assert raw_get(sandbox, "/v1/receivables")[0] >= 500
+    control("POST", "faults", {})
+    with pytest.raises(urllib.error.HTTPError) as unknown:
+        control("POST", "faults", {"no_such_fault": 1})
+    assert unknown.value.code == 400
+
+
+def test_command_line_serves_until_terminated():
+    proc = subprocess.Popen(
+        [SANDBOX_CLI, "--port", "0", "--receivables", "50", "--seed", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "50 receivables, seed 3" in line
+        url = line.split("listening on ", 1)[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(f"{url}/_sandbox/health", timeout=10) as response:
+            assert json.load(response) == {"ok": True, "receivables": 50}
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
+def test_command_line_refuses_a_non_loopback_host():
+    proc = subprocess.run(
+        [SANDBOX_CLI, "--host", "0.0.0.0", "--port", "0"],  # noqa: S104 (refused, not bound)
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "--allow-remote" in proc.stderr
