@@ -6,7 +6,7 @@ MELTANO := $(MELTANO_VENV)/bin/meltano
 # Tested with Meltano 4.4.1; the loaders' versions are pinned in meltano.yml.
 MELTANO_VERSION ?= 4.4.1
 
-.PHONY: demo test install meltano lint bench clean
+.PHONY: demo test install meltano lint bench readme clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> [1/3] Creating $(VENV) and installing tap-kapwork with its test tools"
@@ -40,7 +40,10 @@ lint: install
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/mypy tap_kapwork kapwork_sandbox
 
 bench: install
-	@$(VENV)/bin/python benchmarks/bench.py --receivables 10000 --latency-ms 25
+	@$(VENV)/bin/python benchmarks/bench.py --receivables 10000 100000 --latency-ms 25
+
+readme: install
+	@$(VENV)/bin/python scripts/readme_settings.py
 
 clean:
 	rm -rf $(VENV) $(MELTANO_VENV) .meltano output .demo
