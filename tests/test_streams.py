@@ -73,7 +73,7 @@ def test_primary_keys_are_unique_and_present(full_run):
 
 
 def test_one_schema_per_stream_and_small_state(full_run):
-    run, _, _ = full_run
+    run, truth, _ = full_run
     counts = Counter(m["stream"] for m in run.messages if m["type"] == "SCHEMA")
     assert counts == {"receivables": 1, "receivable_history": 1}
     assert max(len(line) for line in run.state_lines) < 2048
@@ -82,7 +82,10 @@ def test_one_schema_per_stream_and_small_state(full_run):
     for stream in final.values():
         assert "partitions" not in stream
         assert "progress_markers" not in stream
-        parse_timestamp(stream["replication_key_value"])
+        # The final bookmark is the newest updated_at the run read: no more, no less.
+        assert parse_timestamp(stream["replication_key_value"]) == max(
+            parse_timestamp(r["updated_at"]) for r in truth
+        )
 
 
 def test_no_request_per_receivable(full_run):

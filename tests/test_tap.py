@@ -47,17 +47,20 @@ def test_about_lists_the_settings_with_their_defaults():
     assert properties["start_date"]["format"] == "date-time"
 
 
+CAPABILITIES = {
+    "catalog",
+    "state",
+    "discover",
+    "about",
+    "stream-maps",
+    "schema-flattening",
+    "structured-logging",
+}
+
+
 def test_about_lists_real_capabilities():
     capabilities = json.loads(about("json"))["capabilities"]
-    assert set(capabilities) == {
-        "catalog",
-        "state",
-        "discover",
-        "about",
-        "stream-maps",
-        "schema-flattening",
-        "structured-logging",
-    }
+    assert set(capabilities) == CAPABILITIES
 
 
 def test_readme_settings_table_is_generated_from_about():
@@ -76,15 +79,7 @@ def test_meltano_yml_declares_every_setting_with_the_same_default():
         assert name in declared, name
         assert declared[name].get("value") == default, name
     assert declared["api_key"].get("sensitive") is True
-    assert set(extractor["capabilities"]) == {
-        "catalog",
-        "state",
-        "discover",
-        "about",
-        "stream-maps",
-        "schema-flattening",
-        "structured-logging",
-    }
+    assert set(extractor["capabilities"]) == CAPABILITIES
 
 
 def test_discover_describes_both_streams(sandbox):
