@@ -7,7 +7,9 @@ import os
 import subprocess
 
 import duckdb
-from e2e_helpers import MELTANO, ROOT
+import pytest
+import yaml
+from e2e_helpers import MELTANO, ROOT, loader
 from helpers import API_KEY, truth_history_rows
 
 
@@ -69,3 +71,22 @@ def test_meltano_run_full_then_incremental(e2e_sandbox, tmp_path):
     lists = [r for r in e2e_sandbox.requests if r["path"] == "/v1/receivables"]
     assert lists
     assert all(r["params"]["verified_since"] != ["all"] for r in lists), "run 2 must be incremental"
+
+
+@pytest.mark.parametrize("name", ["target-postgres", "target-snowflake"])
+def test_loader_settings_in_meltano_yml_exist_in_the_pinned_loader(name):
+    # CI has no Snowflake account: this at least proves that the pinned loader installs,
+    # starts, and knows every setting meltano.yml (and the README) tell users to set.
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    (plugin,) = [p for p in project["plugins"]["loaders"] if p["name"] == name]
+    about = subprocess.run(
+        [loader(name), "--about", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    known = set(json.loads(about.stdout)["settings"]["properties"])
+    declared = {setting["name"] for setting in plugin["settings"]}
+    assert declared
+    assert declared <= known, declared - known
