@@ -1,0 +1,98 @@
+"""A run under faults: what the retries cost, and proof that nothing went missing.
+
+Starts the sandbox, runs the tap once without faults and once with 10% 5xx, a 20
+requests/s rate limit (429 with Retry-After), 2% truncated bodies and 2% dropped
+connections, then prints the faults injected, the tap's retry summary, the extra wall
+time, and what is missing or extra against the sandbox truth.
+
+    python benchmarks/faults.py --receivables 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from kapwork_sandbox import Sandbox
+
+TAP = str(Path(sys.executable).with_name("tap-kapwork"))
+API_KEY = "faults-key-000000"
+
+
+def run_tap(config: dict) -> tuple[float, list[dict], str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "config.json")
+        path.write_text(json.dumps(config))
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [TAP, "--config", str(path)], capture_output=True, text=True, check=False
+        )
+        wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"tap-kapwork failed:\n{proc.stderr[-2000:]}")
+    messages = [json.loads(line) for line in proc.stdout.splitlines()]
+    return wall, [m for m in messages if m["type"] == "RECORD"], proc.stderr
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--receivables", type=int, default=5000)
+    parser.add_argument("--page-size", type=int, default=100)
+    parser.add_argument(
+        "--history-limit", type=int, default=20, help="low, so gap-fill requests are hit too"
+    )
+    args = parser.parse_args()
+
+    with Sandbox(receivables=args.receivables, seed=2026, api_key=API_KEY) as sandbox:
+        config = {
+            "api_key": API_KEY,
+            "api_url": sandbox.url,
+            "page_size": args.page_size,
+            "history_limit": args.history_limit,
+        }
+        truth = sandbox.truth()
+        clean_wall, _, _ = run_tap(config)
+        sandbox.set_faults(
+            error_rate=0.10,
+            rate_limit_rps=20,
+            retry_after=1,
+            truncate_rate=0.02,
+            drop_rate=0.02,
+            seed=7,
+        )
+        sandbox.clear_requests()
+        wall, records, log = run_tap(config)
+        requests = sandbox.requests
+
+    receivables = {m["record"]["id"] for m in records if m["stream"] == "receivables"}
+    history = {
+        (r["receivable_id"], r["changed_at"], r["field"])
+        for r in (m["record"] for m in records if m["stream"] == "receivable_history")
+    }
+    expected = {
+        (r["id"], entry["changed_at"], field)
+        for r in truth
+        for entry in r["history"]
+        for field in entry["changes"]
+    }
+    faults = Counter(r["fault"] for r in requests if r["fault"])
+    summary = next((line for line in log.splitlines() if "HTTP retries:" in line), "none")
+    print(f"Sandbox: {args.receivables:,} receivables; {len(requests):,} API requests")
+    print(f"faults injected:      {dict(faults)}")
+    print(f"tap retry summary:    {summary.split('HTTP retries: ', 1)[-1]}")
+    print(f"wall time:            {clean_wall:.1f} s without faults, {wall:.1f} s with them")
+    print(f"extra time:           {wall - clean_wall:.1f} s")
+    missing = [r["id"] for r in truth if r["id"] not in receivables]
+    print(f"missing receivables:  {len(missing)} of {len(truth):,}")
+    print(f"missing history rows: {len(expected - history)} of {len(expected):,}")
+    print(f"extra history rows:   {len(history - expected)}")
+
+
+if __name__ == "__main__":
+    main()
