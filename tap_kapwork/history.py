@@ -47,11 +47,10 @@ class HistoryLimits:
     400 we remember it and search below it instead of failing the run.
     """
 
-    def __init__(self, wanted: int) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self.accepted = 0
         self.rejected: int | None = None
-        self.wanted = wanted
 
     def next_after(self, asked: int) -> int | None:
         """The next limit to try once `asked` came back full, or None at the ceiling."""

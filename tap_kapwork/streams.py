@@ -225,9 +225,7 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
         return params
 
     def _completer(self) -> HistoryCompleter:
-        return HistoryCompleter(
-            self.get_json, self.path, self.logger, HistoryLimits(self.config["history_limit"])
-        )
+        return HistoryCompleter(self.get_json, self.path, self.logger, HistoryLimits())
 
     def _fetch_page(
         self,

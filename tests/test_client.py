@@ -168,7 +168,7 @@ def test_gap_fill_404_warns_and_keeps_the_embedded_history(caplog):
     import logging
 
     completer = HistoryCompleter(
-        get_json, "/v1/receivables", logging.getLogger("t"), HistoryLimits(2)
+        get_json, "/v1/receivables", logging.getLogger("t"), HistoryLimits()
     )
     receivable = {
         "id": "rcv_1",

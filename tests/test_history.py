@@ -107,7 +107,7 @@ def test_rows_at_a_bookmark_were_emitted_rows_at_start_date_were_not():
 
 
 def test_history_limits_search_below_a_rejected_value():
-    limits = HistoryLimits(100)
+    limits = HistoryLimits()
     assert limits.next_after(100) == 400
     limits.reject(400)
     assert limits.next_after(100) == 250
