@@ -1,0 +1,81 @@
+"""Output: the lean record path steps aside for stream maps, flattening and deselection,
+and buffered records always reach the target before the STATE that covers them."""
+
+from __future__ import annotations
+
+import json
+
+from helpers import discover, emitted_history_rows, run_tap, tap_config, truth_history_rows
+
+
+def test_flattening_expands_objects_in_records_and_schema(sandbox):
+    run = run_tap(tap_config(sandbox, flattening_enabled=True, flattening_max_depth=1))
+    truth = {r["id"]: r for r in sandbox.truth()}
+    (schema,) = run.schemas("receivables")
+    properties = schema["schema"]["properties"]
+    assert {"vendor__id", "vendor__name", "debtor__id", "debtor__name"} <= set(properties)
+    assert "vendor" not in properties
+    records = run.records("receivables")
+    assert len(records) == len(truth)
+    for record in records:
+        expected = truth[record["id"]]
+        assert "vendor" not in record
+        assert record["vendor__name"] == expected["vendor"]["name"]
+        assert record["debtor__id"] == expected["debtor"]["id"]
+        assert record["amount_cents"] == expected["amount_cents"]
+    assert set(emitted_history_rows(run.records("receivable_history"))) == truth_history_rows(
+        list(truth.values())
+    )
+
+
+def test_stream_maps_add_drop_and_filter(sandbox):
+    maps = {
+        "receivables": {"amount": "amount_cents / 100", "metadata": "__NULL__"},
+        "receivable_history": {"__filter__": "field == 'status'"},
+    }
+    run = run_tap(tap_config(sandbox, stream_maps=maps))
+    truth = {r["id"]: r for r in sandbox.truth()}
+    records = run.records("receivables")
+    assert len(records) == len(truth)
+    for record in records:
+        assert "metadata" not in record
+        assert record["amount"] == truth[record["id"]]["amount_cents"] / 100
+    (schema,) = run.schemas("receivables")
+    assert "amount" in schema["schema"]["properties"]
+    assert "metadata" not in schema["schema"]["properties"]
+    history = run.records("receivable_history")
+    assert history
+    assert {row["field"] for row in history} == {"status"}
+    expected = {row for row in truth_history_rows(list(truth.values())) if row[2] == "status"}
+    assert set(emitted_history_rows(history)) == expected
+
+
+def test_deselected_property_is_neither_asked_for_nor_emitted(sandbox):
+    config = tap_config(sandbox)
+    catalog = discover(config)
+    for entry in catalog["streams"]:
+        if entry["tap_stream_id"] != "receivables":
+            continue
+        for meta in entry["metadata"]:
+            if meta["breadcrumb"] == ["properties", "metadata"]:
+                meta["metadata"]["selected"] = False
+    sandbox.clear_requests()
+    run = run_tap(config, catalog=catalog)
+    records = run.records("receivables")
+    assert len(records) == 600
+    assert all("metadata" not in record for record in records)
+    for request in sandbox.requests:
+        assert "metadata" not in request["params"].get("expand[]", [])
+
+
+def test_every_record_precedes_the_state_that_covers_it(sandbox):
+    run = run_tap(tap_config(sandbox, page_size=50))
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    kinds = [message["type"] for message in lines]
+    assert kinds[-1] == "STATE"
+    final_state_at = len(kinds) - 1
+    records = [i for i, kind in enumerate(kinds) if kind == "RECORD"]
+    assert len(records) == len(run.records("receivables")) + len(run.records("receivable_history"))
+    assert max(records) < final_state_at
+    # Every line is one whole message: buffering never splits or merges them.
+    assert all(kind in ("SCHEMA", "RECORD", "STATE") for kind in kinds)
