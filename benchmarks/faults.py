@@ -11,33 +11,13 @@ time, and what is missing or extra against the sandbox truth.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import tempfile
-import time
 from collections import Counter
-from pathlib import Path
+
+from tap_runner import run_tap
 
 from kapwork_sandbox import Sandbox
 
-TAP = str(Path(sys.executable).with_name("tap-kapwork"))
 API_KEY = "faults-key-000000"
-
-
-def run_tap(config: dict) -> tuple[float, list[dict], str]:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp, "config.json")
-        path.write_text(json.dumps(config))
-        started = time.perf_counter()
-        proc = subprocess.run(
-            [TAP, "--config", str(path)], capture_output=True, text=True, check=False
-        )
-        wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"tap-kapwork failed:\n{proc.stderr[-2000:]}")
-    messages = [json.loads(line) for line in proc.stdout.splitlines()]
-    return wall, [m for m in messages if m["type"] == "RECORD"], proc.stderr
 
 
 def main() -> None:
@@ -57,7 +37,7 @@ def main() -> None:
             "history_limit": args.history_limit,
         }
         truth = sandbox.truth()
-        clean_wall, _, _ = run_tap(config)
+        clean_wall, *_ = run_tap(config)
         sandbox.set_faults(
             error_rate=0.10,
             rate_limit_rps=20,
@@ -67,7 +47,8 @@ def main() -> None:
             seed=7,
         )
         sandbox.clear_requests()
-        wall, records, log = run_tap(config)
+        wall, messages, log, _ = run_tap(config)
+        records = [m for m in messages if m["type"] == "RECORD"]
         requests = sandbox.requests
 
     receivables = {m["record"]["id"] for m in records if m["stream"] == "receivables"}
