@@ -1,9 +1,10 @@
 """Receivable history: completing truncated histories and turning them into rows.
 
 List pages carry at most `history_limit` entries per receivable. When a receivable's
-embedded history is full and its oldest entry is not older than what earlier runs
-covered, older changes may be missing: we ask the single-receivable endpoint for
-larger limits until the history reaches the covered bound or ends.
+embedded history is full and its oldest entry is not older than this run's bound,
+older changes may be missing: we ask the single-receivable endpoint for larger limits
+until the history reaches the bound or ends. The bound (`since`) is inclusive, and the
+same instant decides both which changes are emitted and whether a history is truncated.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ if t.TYPE_CHECKING:
     import logging
     from collections.abc import Callable, Iterator
 
-    from tap_kapwork.timestamps import Covered
-
 # How much larger each single-receivable request asks for than the last one.
 GROWTH = 4
+# The API's documented default history_limit: the floor when it rejects larger ones.
+API_DEFAULT_HISTORY_LIMIT = 10
 
 
 def oldest_change(history: list[dict]) -> dt.datetime:
@@ -32,19 +33,38 @@ def oldest_change(history: list[dict]) -> dt.datetime:
     return min(parse_timestamp(entry["changed_at"]) for entry in history)
 
 
-def is_truncated(history: list[dict], asked: int, covered: Covered | None) -> bool:
-    """True when `history` may be hiding changes that earlier runs did not cover."""
-    if len(history) < asked:
+def is_truncated(history: list[dict], limit: int, since: dt.datetime | None) -> bool:
+    """True when `history` (asked with `limit`) may hide changes at or after `since`."""
+    if len(history) < limit:
         return False
     # At the bound itself there may be more entries of the same instant: ask.
-    return covered is None or oldest_change(history) >= covered.until
+    return since is None or oldest_change(history) >= since
+
+
+def history_since(
+    receivable: dict, since: dt.datetime | None, updated_at: dt.datetime
+) -> dt.datetime | None:
+    """The inclusive bound for one receivable's history rows.
+
+    NB: the list filter is called `verified_since`, and the API may filter on when
+    Kapwork last verified a receivable rather than on `updated_at`. A receivable it
+    returns although its `updated_at` is older than `since` still gets its newest
+    change(s) emitted (every entry at its newest `changed_at`): the tap never drops
+    what the API returned because of its own bound.
+    """
+    if since is None or updated_at >= since:
+        return since
+    stamps = [parse_timestamp(e["changed_at"]) for e in receivable.get("history") or []]
+    return min(updated_at, max(stamps)) if stamps else updated_at
 
 
 class HistoryLimits:
-    """The history_limit values the API accepted or rejected, shared by all threads.
+    """The one place that decides which history_limit to ask, for the list and single
+    endpoints alike, shared by all threads.
 
-    The docs give no maximum for history_limit; when the API rejects a value with
-    400 we remember it and search below it instead of failing the run.
+    The docs give no maximum for history_limit. The rule: grow by GROWTH while the API
+    accepts; once it rejected a value (400), try the midpoint between the largest value
+    it accepted (at least its documented default, 10) and the smallest it rejected.
     """
 
     def __init__(self) -> None:
@@ -52,25 +72,30 @@ class HistoryLimits:
         self.accepted = 0
         self.rejected: int | None = None
 
-    def next_after(self, asked: int) -> int | None:
-        """The next limit to try once `asked` came back full, or None at the ceiling."""
+    def next_after(self, limit: int) -> int | None:
+        """The next limit to try once `limit` came back full, or None at the ceiling."""
         with self._lock:
-            candidate = max(asked * GROWTH, 100)
+            candidate = max(limit * GROWTH, 100)
             if self.rejected is not None:
-                candidate = min(candidate, (max(self.accepted, asked) + self.rejected) // 2)
-            return candidate if candidate > asked else None
+                candidate = min(candidate, (max(self.accepted, limit) + self.rejected) // 2)
+            return candidate if candidate > limit else None
 
     def accept(self, limit: int) -> None:
         with self._lock:
             self.accepted = max(self.accepted, limit)
 
-    def reject(self, limit: int) -> None:
+    def reject(self, limit: int) -> int | None:
+        """Record a 400 for `limit`; the value to try instead, or None if none is left."""
         with self._lock:
             self.rejected = limit if self.rejected is None else min(self.rejected, limit)
+            floor = max(self.accepted, API_DEFAULT_HISTORY_LIMIT)
+            if floor >= self.rejected:
+                return None
+            return max(floor, (floor + self.rejected) // 2)
 
 
 class HistoryCompleter:
-    """Makes each receivable's `history` complete back to the covered bound."""
+    """Makes each receivable's `history` complete back to this run's bound."""
 
     def __init__(
         self,
@@ -86,11 +111,10 @@ class HistoryCompleter:
         self._lock = threading.Lock()
         self.requests = 0
 
-    def complete(self, receivable: dict, asked: int, covered: Covered | None) -> None:
-        """Replace `receivable["history"]` by a long enough one, in place."""
+    def complete(self, receivable: dict, limit: int, since: dt.datetime | None) -> None:
+        """Replace `receivable["history"]` (asked with `limit`) by one reaching `since`."""
         history = receivable.get("history") or []
-        limit = asked
-        while is_truncated(history, limit, covered):
+        while is_truncated(history, limit, since):
             next_limit = self.limits.next_after(limit)
             if next_limit is None:
                 self._logger.warning(
@@ -98,7 +122,7 @@ class HistoryCompleter:
                     "returns; older changes are not available.",
                     receivable["id"],
                     limit,
-                    covered.until.isoformat() if covered else "its detection",
+                    since.isoformat() if since else "its detection",
                 )
                 break
             fetched = self._fetch(receivable["id"], next_limit)
@@ -140,9 +164,9 @@ class HistoryCompleter:
 
 
 def history_rows(
-    receivable_id: str, history: list[dict], covered: Covered | None
+    receivable_id: str, history: list[dict], since: dt.datetime | None
 ) -> Iterator[dict[str, t.Any]]:
-    """One row per changed field per history entry that earlier runs did not emit."""
+    """One row per changed field per history entry at or after `since` (inclusive)."""
     for entry in history:
         changes = entry.get("changes") if isinstance(entry, dict) else None
         changed_at = entry.get("changed_at") if isinstance(entry, dict) else None
@@ -151,7 +175,7 @@ def history_rows(
                 f"Receivable {receivable_id} has a history entry without 'changed_at' and "
                 "'changes'; the API response does not match the documented history object."
             )
-        if covered is not None and not covered.admits(parse_timestamp(changed_at)):
+        if since is not None and parse_timestamp(changed_at) < since:
             continue
         for field, change in changes.items():
             if not isinstance(change, dict):

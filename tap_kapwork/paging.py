@@ -24,41 +24,58 @@ if t.TYPE_CHECKING:
 class Page:
     number: int
     rows: list[dict]
-    has_more: bool
+    has_more: bool | None  # None: the API did not say
     total_count: int | None
+
+
+def more_after(page: Page, page_size: int) -> bool:
+    """Whether the API says pages follow `page`: `has_more`, else `total_count`."""
+    if page.has_more is not None:
+        return page.has_more
+    # NB: has_more may be missing while total_count is present: read to total_count.
+    return page.total_count is not None and page.number * page_size < page.total_count
 
 
 def iter_pages(fetch: Callable[[int], Page], *, workers: int) -> Iterator[Page]:
     """Yield pages 1, 2, … in order until the listing ends.
 
-    Never asks for a page beyond what `total_count` allows, so a server that keeps
-    saying `has_more` cannot loop the tap forever.
+    Pages are planned from `total_count`, but `has_more` wins when it says more pages
+    follow than the count allows (NB: a total_count too low was seen with has_more
+    still true). The runaway guard: an empty page, or a page repeating the previous
+    one, ends the listing, so a server that always says `has_more` cannot loop the
+    tap forever.
     """
     first = fetch(1)
     yield first
-    if not first.has_more or not first.rows:
+    if not first.rows or not more_after(first, len(first.rows)):
         return
     if first.total_count is None:
         yield from _sequential(fetch, first)
         return
     # The server may cap `limit` below what we asked: count pages in its page size.
     page_size = len(first.rows)
-    last = math.ceil(first.total_count / page_size)
+    last = max(2, math.ceil(first.total_count / page_size))
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="kapwork-page")
     pending: deque[Future[Page]] = deque()
     next_number = 2
+    previous = first
     try:
         while pending or next_number <= last:
             while next_number <= last and len(pending) < workers:
                 pending.append(pool.submit(fetch, next_number))
                 next_number += 1
             page = pending.popleft().result()
+            if not page.rows or _ids(page) == _ids(previous):
+                return  # the runaway guard; pages in flight are past the end
             yield page
-            if not page.has_more:
-                last = min(last, page.number)  # pages already in flight are still read
-            elif page.total_count is not None:  # rows inserted while we read
+            previous = page
+            if page.total_count is not None:  # rows inserted while we read
                 last = max(last, math.ceil(page.total_count / page_size))
+            if not more_after(page, page_size):
+                last = min(last, page.number)  # pages already in flight are still read
+            elif page.has_more and page.number >= last:
+                last = page.number + 1  # has_more says more than total_count allows
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -82,7 +99,10 @@ def _sequential(fetch: Callable[[int], Page], first: Page) -> Iterator[Page]:
 
 
 def _ids(page: Page) -> list[t.Any]:
-    return [row.get("id") for row in page.rows]
+    return [row.get("id") if isinstance(row, dict) else None for row in page.rows]
+
+
+_MASK = (1 << 64) - 1
 
 
 class Listing:
@@ -93,6 +113,11 @@ class Listing:
     is skipped, and its old `updated_at` keeps it out of every later incremental run.
     After each pass we compare the distinct ids seen with `total_count` and read the
     listing again, keeping only rows not yet seen, until they match.
+
+    A `total_count` that stays above what the listing holds is not drift: drift changes
+    what a re-read sees, a wrong count does not. Each pass keeps an order-independent
+    fingerprint of the (id, updated_at) pairs it saw; when two consecutive passes agree
+    the listing is complete (`count_disagrees` tells the caller to say so).
     """
 
     def __init__(self, fetch: Callable[[int], Page], *, workers: int, max_passes: int) -> None:
@@ -105,15 +130,18 @@ class Listing:
         self.page_number = 0
         self.total_count: int | None = None
         self.complete = False
+        self.count_disagrees = False
 
     @property
     def missing(self) -> int:
         return max(0, (self.total_count or 0) - len(self.seen))
 
     def rows(self) -> Iterator[dict]:
+        previous: tuple[int, int] | None = None
         for pass_number in range(1, self._max_passes + 1):
             self.passes = pass_number
             self.total_count = None
+            fingerprint = count = 0
             for page in iter_pages(self._fetch, workers=self._workers):
                 self.pages += 1
                 self.page_number = page.number
@@ -126,10 +154,21 @@ class Listing:
                             f"Page {page.number} of the receivables listing has an entry "
                             "without a string 'id'; the response does not match the docs."
                         )
+                    fingerprint += hash((row_id, row.get("updated_at")))
+                    count += 1
                     if row_id in self.seen:
                         continue
                     self.seen.add(row_id)
                     yield row
+                fingerprint &= _MASK
             if self.total_count is None or self.missing == 0:
                 self.complete = True
+                self.count_disagrees = self.total_count is not None and (
+                    len(self.seen) != self.total_count
+                )
                 return
+            if (count, fingerprint) == previous:
+                # Two passes saw the same rows: the count is wrong, nothing moved.
+                self.complete = self.count_disagrees = True
+                return
+            previous = (count, fingerprint)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
 import itertools
 import threading
-import time
 import typing as t
 from contextlib import contextmanager
 from functools import cached_property
@@ -14,30 +12,16 @@ from functools import cached_property
 from singer_sdk import Stream
 from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
-from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 
 from tap_kapwork.client import KapworkStream, override
-from tap_kapwork.errors import BadRequestError, KapworkError
-from tap_kapwork.history import HistoryCompleter, HistoryLimits, history_rows
 from tap_kapwork.output import BufferedMsgSpecWriter, PlainRecordOutput
-from tap_kapwork.paging import Listing, Page
-from tap_kapwork.timestamps import (
-    UTC,
-    Covered,
-    format_bookmark,
-    format_verified_since,
-    parse_timestamp,
-)
+from tap_kapwork.sync import ListingSync
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
+    import requests
     from singer_sdk.helpers.types import Context
-
-# Read the listing again at most this many times when rows moved between pages.
-MAX_PASSES = 3
-# The API's documented default history_limit: the floor when it rejects larger ones.
-API_DEFAULT_HISTORY_LIMIT = 10
 # setting name -> the list endpoint's filter parameter (and the state partition key)
 FILTERS = {"vendor_ids": "vendor_id", "debtor_ids": "debtor_id", "statuses": "status"}
 
@@ -76,7 +60,7 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
     replication_key = "updated_at"
     # The API documents no sort order: bookmarks only advance when a listing is complete.
     is_sorted = False
-    # Records are projected onto the schema's fields in `_project`, and the values are
+    # Records are projected onto the schema's fields in `project`, and the values are
     # already JSON types; skipping the SDK's per-field conformance roughly halves the
     # CPU spent per record (see benchmarks/).
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
@@ -101,7 +85,6 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
     ).to_dict()
 
     _FIELDS = frozenset(schema["properties"])
-    _params_lock = threading.Lock()
 
     @property
     @override
@@ -112,29 +95,14 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
     def history(self) -> ReceivableHistoryStream:
         return next(s for s in self.child_streams if isinstance(s, ReceivableHistoryStream))
 
-    def covered_until(self, stream: Stream, context: Context | None) -> Covered | None:
-        """The later of `start_date` and `stream`'s bookmark: what earlier runs covered."""
-        state = stream.get_context_state(context)
-        bookmark = start = None
-        if (
-            stream.replication_method == REPLICATION_INCREMENTAL
-            and state.get("replication_key") == stream.replication_key
-            and state.get("replication_key_value")
-        ):
-            bookmark = Covered(parse_timestamp(state["replication_key_value"]))
-        if self.config.get("start_date"):
-            start = Covered(parse_timestamp(self.config["start_date"]), inclusive=True)
-        if bookmark and start:
-            return bookmark if bookmark.until >= start.until else start
-        return bookmark or start
-
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """Run one listing sync (see tap_kapwork.sync) for this partition."""
         # Records are buffered by the tap's writer; the SDK's sync loop is final and has
         # no end-of-sync hook, so the buffer is flushed where the listing ends.
         try:
             with fewer_gc_passes():
-                yield from self._sync_listing(context)
+                yield from ListingSync(self, context).run()
         finally:
             writer = self._tap.message_writer
             if isinstance(writer, BufferedMsgSpecWriter):
@@ -142,147 +110,28 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
             if self.retry_stats.total:
                 self.logger.info("HTTP retries: %s", self.retry_stats.summary())
 
-    def _sync_listing(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
-        history = self.history if self.history.selected else None
-        covered = {s: self.covered_until(s, context) for s in (self, history) if s and s.selected}
-        if not covered:
-            return
-        # One listing serves both streams, from the earlier of their bounds.
-        bounds = list(covered.values())
-        since = None if None in bounds else min(b.until for b in bounds if b)
-        history_covered = covered.get(history) if history else None
-        receivables_covered = covered.get(self)
-        if history:
-            history.write_schema_once()
-            self.logger.info(
-                "History changes are read from %s",
-                history_covered.until.isoformat() if history_covered else "the beginning",
-            )
+    @override
+    def validate_response(self, response: requests.Response) -> None:
+        """Also keep the API's `Date` header: the listing's clock (see ListingSync)."""
+        super().validate_response(response)
+        self._answers.date = response.headers.get("Date")
 
-        started = dt.datetime.now(UTC)
-        params = self._list_params(context, since, with_history=history is not None)
-        completer = self._completer() if history else None
-        listing = Listing(
-            lambda number: self._fetch_page(params, number, completer, history_covered),
-            workers=self.config["max_parallel_requests"],
-            max_passes=MAX_PASSES,
-        )
-        progress = Progress(self, listing, completer)
-        watermark: dt.datetime | None = None
-        with history.get_record_counter() if history else _NoCounter() as history_count:
-            for row in listing.rows():
-                updated_at = self._updated_at(row)
-                if watermark is None or updated_at > watermark:
-                    watermark = updated_at
-                if history:
-                    rows = history_rows(row["id"], row.get("history") or [], history_covered)
-                    emitted = history.write_records(rows)
-                    history_count.increment(emitted)
-                    progress.history_rows += emitted
-                progress.tick()
-                if receivables_covered is None or receivables_covered.admits(updated_at):
-                    yield self._project(row)
-        progress.done()
+    @cached_property
+    def _answers(self) -> threading.local:
+        return threading.local()
 
-        if not listing.complete:
-            self.logger.warning(
-                "After %d passes, %d of the %d receivables the API counted were never seen "
-                "(rows kept moving between pages). The bookmark stays where it was, so the "
-                "next run reads this range again.",
-                listing.passes,
-                listing.missing,
-                listing.total_count,
-            )
-            return
-        if watermark is None:
-            return
-        # Capped at the run's start: a receivable changed while we paged, after we had
-        # read it, has an updated_at before the last one we saw, but not before `started`.
-        bookmark = format_bookmark(min(watermark, started))
-        for stream in covered:
-            if stream.replication_method != REPLICATION_INCREMENTAL:
-                continue
-            state = stream.get_context_state(context)
-            state["replication_key"] = stream.replication_key
-            state["replication_key_value"] = bookmark
+    def last_response_date(self) -> str | None:
+        """The `Date` header of the last answer this thread validated."""
+        return getattr(self._answers, "date", None)
 
-    def _list_params(
-        self, context: Context | None, since: dt.datetime | None, *, with_history: bool
-    ) -> dict[str, t.Any]:
-        expand = []
-        if with_history:
-            expand.append("history")
-        if self.config["include_metadata"] and self.mask.get(("properties", "metadata"), True):
-            expand.append("metadata")
-        params: dict[str, t.Any] = dict(context or {})
-        # Always explicit: the API's own default is "the last 24 hours".
-        params["verified_since"] = format_verified_since(since) if since else "all"
-        params["limit"] = self.config["page_size"]
-        if expand:
-            params["expand[]"] = expand
-        if with_history:
-            params["history_limit"] = self.config["history_limit"]
-        return params
+    def warn_once(self, message: str) -> None:
+        """Log `message` once per run, however many partitions are synced."""
+        warned = self.__dict__.setdefault("_warned", set())
+        if message not in warned:
+            warned.add(message)
+            self.logger.warning("%s", message)
 
-    def _completer(self) -> HistoryCompleter:
-        return HistoryCompleter(self.get_json, self.path, self.logger, HistoryLimits())
-
-    def _fetch_page(
-        self,
-        params: dict[str, t.Any],
-        number: int,
-        completer: HistoryCompleter | None,
-        covered: Covered | None,
-    ) -> Page:
-        """Runs on a worker thread: one list page, with its histories made complete."""
-        while True:
-            request = {**params, "page": number}
-            asked = request.get("history_limit")
-            try:
-                body = self.get_json(self.path, request)
-                break
-            except BadRequestError as exc:
-                if exc.param != "history_limit" or not asked or asked <= API_DEFAULT_HISTORY_LIMIT:
-                    raise
-                lower = max(API_DEFAULT_HISTORY_LIMIT, asked // 2)
-                with self._params_lock:
-                    if params.get("history_limit") == asked:
-                        params["history_limit"] = lower
-                        self.logger.warning(
-                            "The API rejected history_limit=%d on the list; using %d (longer "
-                            "histories are completed one receivable at a time).",
-                            asked,
-                            lower,
-                        )
-        data = body.get("data")
-        if not isinstance(data, list):
-            raise KapworkError(
-                f"GET {self.path} answered JSON without a 'data' list (keys: "
-                f"{', '.join(sorted(body)) or 'none'}). Check that api_url points at the "
-                "Kapwork Partner API."
-            )
-        if completer is not None and asked:
-            for row in data:
-                if isinstance(row, dict) and isinstance(row.get("id"), str):
-                    completer.complete(row, asked, covered)
-        total = body.get("total_count")
-        return Page(
-            number=number,
-            rows=data,
-            has_more=bool(body.get("has_more")),
-            total_count=total if isinstance(total, int) and not isinstance(total, bool) else None,
-        )
-
-    def _updated_at(self, row: dict) -> dt.datetime:
-        try:
-            return parse_timestamp(row["updated_at"])
-        except (KeyError, TypeError, ValueError):
-            raise KapworkError(
-                f"Receivable {row['id']} has no valid updated_at ({row.get('updated_at')!r}); "
-                "the API response does not match the documented receivable object."
-            ) from None
-
-    def _project(self, row: dict) -> dict:
+    def project(self, row: dict) -> dict:
         # Only schema fields: `history` travels in its own stream, and fields the API
         # adds later must not reach targets that have no column for them.
         return {key: value for key, value in row.items() if key in self._FIELDS}
@@ -363,56 +212,3 @@ def fewer_gc_passes() -> Iterator[None]:
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
-
-
-class _NoCounter:
-    def __enter__(self) -> _NoCounter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def increment(self, value: int = 1) -> None:
-        return None
-
-
-class Progress:
-    """Logs pages, rows and rate every `progress_interval` seconds on long runs."""
-
-    def __init__(
-        self, stream: ReceivablesStream, listing: Listing, completer: HistoryCompleter | None
-    ):
-        self._stream = stream
-        self._listing = listing
-        self._completer = completer
-        self._interval = float(stream.config["progress_interval"])
-        self._started = self._last = time.monotonic()
-        self.receivables = 0
-        self.history_rows = 0
-
-    def tick(self) -> None:
-        self.receivables += 1
-        if self.receivables % 256 == 0 and time.monotonic() - self._last >= self._interval:
-            self.log("in progress")
-
-    def done(self) -> None:
-        self.log("done")
-
-    def log(self, phase: str) -> None:
-        now = time.monotonic()
-        self._last = now
-        listing = self._listing
-        total = listing.total_count
-        pages = -(-total // max(1, self._stream.config["page_size"])) if total else "?"
-        self._stream.logger.info(
-            "Receivables listing %s: pass %d, page %d of %s, %d receivables, %d history "
-            "rows, %d single-receivable requests, %.0f receivables/s",
-            phase,
-            max(1, listing.passes),
-            listing.page_number,
-            pages,
-            self.receivables,
-            self.history_rows,
-            self._completer.requests if self._completer else 0,
-            self.receivables / max(now - self._started, 1e-6),
-        )

@@ -67,6 +67,16 @@ class TapKapwork(Tap):
             "first run loads every receivable (`verified_since=all`).",
         ),
         th.Property(
+            "lookback_seconds",
+            th.IntegerType(minimum=0),
+            default=300,
+            title="Look-back",
+            description="Seconds before the bookmark that every incremental run reads "
+            "again, for changes the API makes visible late (replication lag) or stamps "
+            "with a clock behind. Costs the rows changed in that window, re-emitted each "
+            "run (targets upsert them). 0 disables it.",
+        ),
+        th.Property(
             "page_size",
             th.IntegerType(minimum=1, maximum=500),
             default=500,

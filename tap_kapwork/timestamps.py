@@ -8,7 +8,7 @@ two forms orders them wrongly.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import email.utils
 
 UTC = dt.timezone.utc
 
@@ -43,17 +43,14 @@ def format_verified_since(value: dt.datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-@dataclass(frozen=True)
-class Covered:
-    """What earlier runs covered: everything up to `until`.
-
-    A bookmark was reached by a finished run, so rows exactly at it were emitted then
-    and are skipped now. `start_date` was never read from: rows exactly at it count.
-    """
-
-    until: dt.datetime
-    inclusive: bool = False
-
-    def admits(self, moment: dt.datetime) -> bool:
-        """True for a row that earlier runs did not emit."""
-        return moment >= self.until if self.inclusive else moment > self.until
+def parse_http_date(value: str | None) -> dt.datetime | None:
+    """The instant an HTTP `Date` header names (one-second resolution), or None."""
+    if not value:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:  # "-0000" in RFC 5322: UTC without a stated zone
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

@@ -19,11 +19,22 @@ def _rows(start: int, stop: int) -> list[dict]:
 class Pages:
     """A listing of `total` rows served `size` at a time, with optional quirks."""
 
-    def __init__(self, total: int, size: int, *, delay: float = 0.0, always_more: bool = False):
+    def __init__(
+        self,
+        total: int,
+        size: int,
+        *,
+        delay: float = 0.0,
+        always_more: bool = False,
+        omit_has_more: bool = False,
+        count_offset: int = 0,
+    ):
         self.rows = _rows(0, total)
         self.size = size
         self.delay = delay
         self.always_more = always_more
+        self.omit_has_more = omit_has_more
+        self.count_offset = count_offset
         self.asked: list[int] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -40,7 +51,8 @@ class Pages:
         with self._lock:
             self.in_flight -= 1
         has_more = self.always_more or start + self.size < len(self.rows)
-        return Page(number, rows, has_more, len(self.rows))
+        total = len(self.rows) + self.count_offset
+        return Page(number, rows, None if self.omit_has_more else has_more, total)
 
 
 def test_pages_come_in_order_with_bounded_parallelism():
@@ -51,11 +63,37 @@ def test_pages_come_in_order_with_bounded_parallelism():
     assert 1 < source.max_in_flight <= 4
 
 
-def test_never_pages_past_total_count():
+def test_a_server_always_saying_has_more_stops_at_the_first_empty_page():
     source = Pages(total=95, size=10, always_more=True)
     pages = list(iter_pages(source, workers=3))
-    assert sorted(source.asked) == list(range(1, 11))
+    assert sorted(source.asked) == list(range(1, 12))  # page 11 is empty: the end
     assert sum(len(p.rows) for p in pages) == 95
+
+
+def test_without_has_more_reads_to_total_count():
+    source = Pages(total=95, size=10, omit_has_more=True)
+    listing = Listing(source, workers=3, max_passes=3)
+    assert sorted(r["id"] for r in listing.rows()) == [r["id"] for r in source.rows]
+    assert listing.complete
+    assert not listing.count_disagrees
+
+
+def test_a_total_count_too_low_is_read_past_while_has_more_says_so():
+    source = Pages(total=95, size=10, count_offset=-40)
+    listing = Listing(source, workers=3, max_passes=3)
+    assert sorted(r["id"] for r in listing.rows()) == [r["id"] for r in source.rows]
+    assert listing.complete
+    assert listing.count_disagrees
+    assert max(source.asked) == 10
+
+
+def test_has_more_beyond_total_count_stops_when_a_page_repeats():
+    def fetch(number: int) -> Page:  # ignores `page` once past the count it claims
+        rows = _rows((number - 1) * 10, number * 10) if number <= 2 else _rows(20, 30)
+        return Page(number, rows, True, 15)
+
+    pages = list(iter_pages(fetch, workers=2))
+    assert [p.number for p in pages] == [1, 2, 3]
 
 
 def test_counts_pages_in_the_servers_page_size():
@@ -104,15 +142,31 @@ def test_listing_rereads_when_rows_shift_between_pages():
     assert listing.complete
 
 
-def test_listing_gives_up_after_max_passes_and_says_incomplete():
+def test_listing_gives_up_after_max_passes_while_rows_keep_moving():
+    passes = {"n": 0}
+
     def fetch(number: int) -> Page:
-        return Page(number, _rows(0, 9), False, 10)
+        passes["n"] += 1  # every pass sees other updated_at values: drift, not a bad count
+        rows = [{**row, "updated_at": f"pass {passes['n']}"} for row in _rows(0, 9)]
+        return Page(number, rows, False, 10)
 
     listing = Listing(fetch, workers=1, max_passes=3)
     assert len(list(listing.rows())) == 9
     assert not listing.complete
+    assert not listing.count_disagrees
     assert listing.passes == 3
     assert listing.missing == 1
+
+
+def test_a_stable_over_count_is_not_drift():
+    source = Pages(total=95, size=10, count_offset=3)
+    listing = Listing(source, workers=3, max_passes=3)
+    assert sorted(r["id"] for r in listing.rows()) == [r["id"] for r in source.rows]
+    # Two identical passes: the count is wrong, nothing moved; the listing is complete.
+    assert listing.passes == 2
+    assert listing.complete
+    assert listing.count_disagrees
+    assert listing.missing == 3
 
 
 def test_sync_during_churn_then_one_more_run_misses_nothing(sandbox):
