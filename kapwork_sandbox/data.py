@@ -98,16 +98,28 @@ def parse_moment(value: str) -> dt.datetime:
     return moment.astimezone(UTC)
 
 
-def default_anchor() -> dt.datetime:
-    return dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+def default_anchor(clock_offset: dt.timedelta = dt.timedelta(0)) -> dt.datetime:
+    return (dt.datetime.now(UTC) + clock_offset).replace(minute=0, second=0, microsecond=0)
 
 
 class Dataset:
-    """All receivables of one partner, with full histories, newest change first."""
+    """All receivables of one partner, with full histories, newest change first.
 
-    def __init__(self, receivables: int, seed: int, anchor: dt.datetime | None = None) -> None:
+    Each receivable also has a verification time (`_verified_at`, never shown): when
+    Kapwork last checked it. A change verifies it; `verify` does so without a change.
+    """
+
+    def __init__(
+        self,
+        receivables: int,
+        seed: int,
+        anchor: dt.datetime | None = None,
+        clock_offset: dt.timedelta = dt.timedelta(0),
+    ) -> None:
         self.seed = seed
-        self.anchor = (anchor or default_anchor()).astimezone(UTC)
+        # The API's clock: this machine's plus `clock_offset` (stamps of new changes).
+        self.clock_offset = clock_offset
+        self.anchor = (anchor or default_anchor(clock_offset)).astimezone(UTC)
         self.lock = threading.RLock()
         self._rng = random.Random(seed)
         self.vendors = [self._party(name) for name in VENDOR_NAMES]
@@ -232,6 +244,7 @@ class Dataset:
             "history": history,
             "metadata": self._metadata(),
             "_portal": portal,
+            "_verified_at": stamp(updated),
         }
 
     def _change(self, state: dict[str, t.Any], portal: str, changed_at: str) -> dict:
@@ -278,30 +291,63 @@ class Dataset:
 
     # mutation -----------------------------------------------------------------------
 
+    def now(self) -> dt.datetime:
+        """The sandbox API's clock."""
+        return dt.datetime.now(UTC) + self.clock_offset
+
     def next_stamp(self) -> str:
         """Now, but strictly after every stamp issued so far."""
-        moment = max(dt.datetime.now(UTC), self._last_stamp + dt.timedelta(milliseconds=1))
+        moment = max(self.now(), self._last_stamp + dt.timedelta(milliseconds=1))
         moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
         self._last_stamp = moment
         return stamp(moment)
 
-    def mutate(self, count: int, seed: int | None = None) -> list[str]:
+    def mutate(
+        self,
+        count: int,
+        seed: int | None = None,
+        *,
+        ids: list[str] | None = None,
+        backdate_seconds: float = 0,
+    ) -> list[str]:
+        """Change `count` receivables (or exactly `ids`); return their ids.
+
+        `backdate_seconds` stamps the change that long in the past (replication lag: it
+        becomes visible now, stamped earlier), but never before the receivable's last one.
+        """
         with self.lock:
             rng = random.Random(seed) if seed is not None else self._rng
-            ids = rng.sample(sorted(self.records), min(count, len(self.records)))
+            if ids is None:
+                ids = rng.sample(sorted(self.records), min(count, len(self.records)))
             for rid in ids:
                 record = self.records[rid]
                 state = {f: record[f] for f in (*TRACKED, "portal_status")}
+                visible = self.next_stamp()
+                changed_at = visible
+                if backdate_seconds:
+                    moment = max(
+                        parse_moment(visible) - dt.timedelta(seconds=backdate_seconds),
+                        parse_moment(record["updated_at"]) + dt.timedelta(milliseconds=1),
+                    )
+                    changed_at = min(visible, stamp(moment))
                 saved, self._rng = self._rng, rng
                 try:
-                    entry = self._change(state, record["_portal"], self.next_stamp())
+                    entry = self._change(state, record["_portal"], changed_at)
                 finally:
                     self._rng = saved
                 self._reindex(record, entry["changed_at"])
                 record.update(state)
                 record["history"].insert(0, entry)
+                record["_verified_at"] = visible
             self.version += 1
             return ids
+
+    def verify(self, ids: list[str]) -> None:
+        """Kapwork checked these receivables and found no change: only `_verified_at` moves."""
+        with self.lock:
+            for rid in ids:
+                self.records[rid]["_verified_at"] = self.next_stamp()
+            self.version += 1
 
     def insert(self, count: int) -> list[str]:
         with self.lock:
@@ -310,7 +356,7 @@ class Dataset:
                 record = self._generate()
                 now = self.next_stamp()
                 record["history"] = []
-                record["detected_at"] = record["updated_at"] = now
+                record["detected_at"] = record["updated_at"] = record["_verified_at"] = now
                 record["receivable_date"] = now[:10]
                 self.records[record["id"]] = record
                 bisect.insort(self._index, (now, record["id"]))
@@ -328,11 +374,21 @@ class Dataset:
 
     # queries ------------------------------------------------------------------------
 
-    def select(self, since: str | None, filters: dict[str, str], order: str) -> list[str]:
-        """Ids of receivables updated at or after `since` that pass the filters, in order."""
+    def select(
+        self, since: str | None, filters: dict[str, str], order: str, field: str = "updated_at"
+    ) -> list[str]:
+        """Ids of receivables whose `field` (updated_at or verified_at) is at or after
+        `since` and that pass the filters, in that field's order (or `order`)."""
         with self.lock:
-            start = bisect.bisect_left(self._index, (since, "")) if since else 0
-            entries = self._index[start:]
+            if field == "verified_at":
+                entries = sorted(
+                    (r["_verified_at"], rid)
+                    for rid, r in self.records.items()
+                    if since is None or r["_verified_at"] >= since
+                )
+            else:
+                start = bisect.bisect_left(self._index, (since, "")) if since else 0
+                entries = self._index[start:]
             if filters:
                 vendor, debtor, status = (
                     filters.get(k) for k in ("vendor_id", "debtor_id", "status")
@@ -358,7 +414,11 @@ class Dataset:
             record = self.records.get(rid)
             if record is None:
                 return None
-            out = {k: v for k, v in record.items() if k not in ("history", "metadata", "_portal")}
+            out = {
+                k: v
+                for k, v in record.items()
+                if k not in ("history", "metadata") and not k.startswith("_")
+            }
             if history is not None:
                 out["history"] = record["history"][:history]
             if metadata:
@@ -368,7 +428,7 @@ class Dataset:
     def truth(self) -> list[dict]:
         with self.lock:
             return [
-                {k: v for k, v in copy.deepcopy(r).items() if k != "_portal"}
+                {k: v for k, v in copy.deepcopy(r).items() if not k.startswith("_")}
                 for _, r in sorted(self.records.items())
             ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import json
 import socket
@@ -13,9 +14,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from kapwork_sandbox.data import Dataset, churn, parse_moment, stamp
 from kapwork_sandbox.faults import FaultPlan
-
-if t.TYPE_CHECKING:
-    import datetime as dt
 
 DEFAULT_API_KEY = "sandbox-key"
 LIST_PATH = "/v1/receivables"
@@ -57,6 +55,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: t.Any) -> None:
         return  # the request log is kept in Sandbox.requests
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header, on the sandbox's clock (`clock_offset_seconds`)."""
+        if timestamp is None:
+            timestamp = self.server.sandbox.dataset.now().timestamp()
+        return email.utils.formatdate(timestamp, usegmt=True)
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -106,7 +110,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if fault == "rate_limit":
             if sandbox.plan.faults.retry_after_format == "http-date":
-                header = email.utils.formatdate(time.time() + retry_after, usegmt=True)
+                now = sandbox.dataset.now().timestamp()
+                header = email.utils.formatdate(now + retry_after, usegmt=True)
             else:
                 header = str(int(retry_after) if float(retry_after).is_integer() else retry_after)
             limited = {"error": {"type": "rate_limit_error", "message": "Too many requests"}}
@@ -155,11 +160,11 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(
                     400, "invalid_request_error", f"Unknown expand value: {unknown[0]}", "expand[]"
                 )
-            since = self._since(params)
+            since = self._since(params, dataset.now())
             filters: dict[str, str] = {
                 k: params[k][-1] for k in ("vendor_id", "debtor_id", "status") if k in params
             }
-            ids = dataset.select(since, filters, sandbox.order)
+            ids = dataset.select(since, filters, sandbox.order, sandbox.verified_since_field)
             chosen = ids[(page - 1) * limit : page * limit]
             data = [
                 dataset.render(
@@ -169,12 +174,17 @@ class Handler(BaseHTTPRequestHandler):
                 )
                 for rid in chosen
             ]
-            return {
+            body: dict[str, t.Any] = {
                 "object": "list",
                 "data": [d for d in data if d is not None],
                 "has_more": page * limit < len(ids),
-                "total_count": len(ids),
+                "total_count": len(ids) + sandbox.total_count_offset,
             }
+            if sandbox.always_has_more:
+                body["has_more"] = True
+            if sandbox.omit_has_more:
+                del body["has_more"]
+            return body
         if path.startswith(LIST_PATH + "/") and path.count("/") == 3:
             rid = unquote(path.rsplit("/", 1)[1])
             record = dataset.render(rid, history=history_limit, metadata=True)
@@ -184,10 +194,10 @@ class Handler(BaseHTTPRequestHandler):
         raise ApiError(404, "not_found", f"Unknown endpoint: {path}")
 
     @staticmethod
-    def _since(params: dict[str, list[str]]) -> str | None:
+    def _since(params: dict[str, list[str]], now: dt.datetime) -> str | None:
         raw = params.get("verified_since", [None])[-1]
         if raw is None:
-            return stamp(_now() - _day())
+            return stamp(now - _day())
         if raw == "all":
             return None
         try:
@@ -210,7 +220,11 @@ class Handler(BaseHTTPRequestHandler):
                 result = {"data": sandbox.truth()}
             elif path == "/_sandbox/mutate" and method == "POST":
                 result = {
-                    "updated": sandbox.mutate(int(body.get("count", 0)), seed=body.get("seed")),
+                    "updated": sandbox.mutate(
+                        int(body.get("count", 0)),
+                        seed=body.get("seed"),
+                        backdate_seconds=float(body.get("backdate_seconds", 0)),
+                    ),
                     "inserted": sandbox.insert(int(body.get("insert", 0))),
                 }
             elif path == "/_sandbox/faults" and method == "POST":
@@ -274,16 +288,12 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
-def _now() -> dt.datetime:
-    import datetime as dt
-
-    return dt.datetime.now(dt.timezone.utc)
-
-
 def _day() -> dt.timedelta:
-    import datetime as dt
-
     return dt.timedelta(days=1)
+
+
+def _seconds(value: float) -> dt.timedelta:
+    return dt.timedelta(seconds=value)
 
 
 class _Server(ThreadingHTTPServer):
@@ -302,14 +312,27 @@ class Sandbox:
         host: str = "127.0.0.1",
         port: int = 0,
         anchor: dt.datetime | None = None,
+        *,
+        clock_offset_seconds: float = 0,
+        verified_since_field: str = "updated_at",
     ) -> None:
         self.api_key = api_key
         self.host = host
         self.port = port
-        self.dataset = Dataset(receivables, seed, anchor)
+        # The API's clock runs this much ahead (or behind, < 0) of this machine's: its
+        # Date header, the stamps of new changes and its 24-hour default follow it.
+        self.dataset = Dataset(receivables, seed, anchor, _seconds(clock_offset_seconds))
         self.plan = FaultPlan()
         self.max_history_limit: int | None = None
         self.order = "updated_at"
+        # What `verified_since` filters on: "updated_at", or "verified_at", the hidden
+        # time Kapwork last verified a receivable (see `verify`).
+        self.verified_since_field = verified_since_field
+        # Paging that lies: no has_more at all, has_more always true, a total_count off
+        # by this much (the same on every request).
+        self.omit_has_more = False
+        self.always_has_more = False
+        self.total_count_offset = 0
         self._requests: list[dict] = []
         self._requests_lock = threading.Lock()
         self._server: _Server | None = None
@@ -357,8 +380,20 @@ class Sandbox:
     def truth(self) -> list[dict]:
         return self.dataset.truth()
 
-    def mutate(self, count: int, *, seed: int | None = None) -> list[str]:
-        return self.dataset.mutate(count, seed)
+    def mutate(
+        self,
+        count: int,
+        *,
+        seed: int | None = None,
+        ids: list[str] | None = None,
+        backdate_seconds: float = 0,
+    ) -> list[str]:
+        """Change receivables; `backdate_seconds` stamps the change in the past (lag)."""
+        return self.dataset.mutate(count, seed, ids=ids, backdate_seconds=backdate_seconds)
+
+    def verify(self, ids: list[str]) -> None:
+        """Move the hidden verification time of `ids` to now, changing nothing else."""
+        self.dataset.verify(ids)
 
     def insert(self, count: int) -> list[str]:
         return self.dataset.insert(count)

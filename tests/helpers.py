@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -9,6 +10,8 @@ import tempfile
 import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tap_kapwork.timestamps import parse_timestamp
 
 if t.TYPE_CHECKING:
     from kapwork_sandbox import Sandbox
@@ -51,6 +54,10 @@ class TapRun:
     @property
     def error_lines(self) -> list[str]:
         return [line for line in self.stderr.splitlines() if "| ERROR" in line]
+
+
+# The default lookback_seconds: what an incremental run reads again before its bookmark.
+LOOKBACK = dt.timedelta(seconds=300)
 
 
 def tap_config(sandbox: Sandbox, **overrides: t.Any) -> dict:
@@ -133,3 +140,18 @@ def _key(value: t.Any) -> t.Any:
 
 def without_history(receivable: dict) -> dict:
     return {k: v for k, v in receivable.items() if k != "history"}
+
+
+def bookmark(state: dict, stream: str) -> dt.datetime:
+    """The stream's bookmark in a STATE value (no partitions)."""
+    return parse_timestamp(state["bookmarks"][stream]["replication_key_value"])
+
+
+def updated_since(truth: list[dict], since: dt.datetime) -> set[str]:
+    """Ids of receivables updated at or after `since`: what a look-back may re-emit."""
+    return {r["id"] for r in truth if parse_timestamp(r["updated_at"]) >= since}
+
+
+def changes_since(truth: list[dict], since: dt.datetime) -> set[tuple]:
+    """Truth history rows changed at or after `since`."""
+    return {row for row in truth_history_rows(truth) if parse_timestamp(row[1]) >= since}

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 
-from helpers import emitted_history_rows, run_tap, tap_config, truth_history_rows
+from helpers import (
+    LOOKBACK,
+    bookmark,
+    changes_since,
+    emitted_history_rows,
+    run_tap,
+    tap_config,
+    truth_history_rows,
+    updated_since,
+)
 
 from tap_kapwork.history import HistoryLimits, history_rows, history_since, is_truncated
 from tap_kapwork.timestamps import parse_timestamp
@@ -54,11 +63,16 @@ def test_incremental_gap_fill_stops_at_what_earlier_runs_covered(sandbox):
     changed = sandbox.mutate(10, seed=1)
     for _ in range(7):
         sandbox.mutate(10, seed=1)
-    new = truth_history_rows(sandbox.truth()) - before
+    truth = sandbox.truth()
+    new = truth_history_rows(truth) - before
+    since = bookmark(first.state, "receivable_history") - LOOKBACK
     sandbox.clear_requests()
     second = run_tap(tap_config(sandbox, history_limit=5), state=first.state)
-    assert set(emitted_history_rows(second.records("receivable_history"))) == new
-    assert {r["id"] for r in second.records("receivables")} == set(changed)
+    emitted = set(emitted_history_rows(second.records("receivable_history")))
+    assert emitted == new | changes_since(truth, since)
+    assert {r["id"] for r in second.records("receivables")} == set(changed) | updated_since(
+        truth, since
+    )
     # Completing 8 new changes per receivable from a limit of 5 takes one request each.
     assert len(_single_requests(sandbox)) == len(changed)
 

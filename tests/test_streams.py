@@ -8,12 +8,16 @@ from collections import Counter
 import jsonschema
 import pytest
 from helpers import (
+    LOOKBACK,
+    bookmark,
+    changes_since,
     discover,
     emitted_history_rows,
     run_tap,
     select_only,
     tap_config,
     truth_history_rows,
+    updated_since,
     without_history,
 )
 
@@ -116,14 +120,16 @@ def test_history_only_selection_still_advances_its_bookmark(sandbox):
     assert set(emitted_history_rows(first.records("receivable_history"))) == truth_history_rows(
         sandbox.truth()
     )
-    bookmark = first.state["bookmarks"]["receivable_history"]["replication_key_value"]
+    since = bookmark(first.state, "receivable_history") - LOOKBACK
 
     sandbox.clear_requests()
     second = run_tap(tap_config(sandbox), catalog=catalog, state=first.state)
-    assert second.records("receivable_history") == []
+    # Nothing changed: exactly the changes in the look-back window come again.
+    assert set(emitted_history_rows(second.records("receivable_history"))) == changes_since(
+        sandbox.truth(), since
+    )
     (request,) = [r for r in sandbox.requests if r["path"] == "/v1/receivables"]
-    assert parse_timestamp(request["params"]["verified_since"][0]) <= parse_timestamp(bookmark)
-    assert request["params"]["verified_since"] != ["all"]
+    assert parse_timestamp(request["params"]["verified_since"][0]) == since
 
 
 def test_receivables_only_does_not_ask_for_history(sandbox):
@@ -142,24 +148,32 @@ def test_incremental_run_after_mutations(sandbox):
     before = truth_history_rows(sandbox.truth())
     changed = set(sandbox.mutate(25)) | set(sandbox.insert(5))
     truth = sandbox.truth()
+    since = bookmark(first.state, "receivables") - LOOKBACK
 
     sandbox.clear_requests()
     second = run_tap(tap_config(sandbox), state=first.state)
     emitted = {r["id"]: r for r in second.records("receivables")}
-    assert set(emitted) == changed
+    # Every changed receivable, plus those the look-back window reads again: no more.
+    assert changed <= set(emitted)
+    assert set(emitted) == changed | updated_since(truth, since)
     by_id = {r["id"]: r for r in truth}
     for rid, record in emitted.items():
         assert record == without_history(by_id[rid])
     new_changes = truth_history_rows(truth) - before
     assert len(new_changes) >= 25
-    assert set(emitted_history_rows(second.records("receivable_history"))) == new_changes
+    history = set(emitted_history_rows(second.records("receivable_history")))
+    assert new_changes <= history
+    assert history == new_changes | changes_since(truth, since)
     for request in sandbox.requests:
         if request["path"] == "/v1/receivables":
             assert request["params"]["verified_since"] != ["all"]
 
     third = run_tap(tap_config(sandbox), state=second.state)
-    assert third.records("receivables") == []
-    assert third.records("receivable_history") == []
+    since = bookmark(second.state, "receivables") - LOOKBACK
+    assert {r["id"] for r in third.records("receivables")} == updated_since(truth, since)
+    assert set(emitted_history_rows(third.records("receivable_history"))) == changes_since(
+        truth, since
+    )
 
 
 def test_start_date_bounds_the_first_run(sandbox):
@@ -207,7 +221,9 @@ def test_no_sort_order_is_assumed(sandbox, order):
     before = truth_history_rows(truth)
     changed = set(sandbox.mutate(10)) | set(sandbox.insert(2))
     second = run_tap(config, state=first.state)
-    assert {r["id"] for r in second.records("receivables")} == changed
+    truth = sandbox.truth()
+    since = bookmark(first.state, "receivables") - LOOKBACK
+    assert {r["id"] for r in second.records("receivables")} == changed | updated_since(truth, since)
     assert set(emitted_history_rows(second.records("receivable_history"))) == (
-        truth_history_rows(sandbox.truth()) - before
-    )
+        truth_history_rows(truth) - before
+    ) | changes_since(truth, since)
