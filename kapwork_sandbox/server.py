@@ -56,6 +56,14 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: t.Any) -> None:
         return  # the request log is kept in Sandbox.requests
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        if not self.server.sandbox.omit_date_header:
+            super().send_response(code, message)
+            return
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Server", self.version_string())
+
     def date_time_string(self, timestamp: float | None = None) -> str:
         """The `Date` header, on the sandbox's clock (`clock_offset_seconds`)."""
         if timestamp is None:
@@ -87,6 +95,8 @@ class Handler(BaseHTTPRequestHandler):
             "time": time.time(),
         }
         sandbox._log(entry)
+        if sandbox.on_request is not None:
+            sandbox.on_request(dict(entry))
         latency = sandbox.plan.faults.latency_ms
         if latency:
             time.sleep(latency / 1000)
@@ -333,6 +343,11 @@ class Sandbox:
         self.omit_has_more = False
         self.always_has_more = False
         self.total_count_offset = 0
+        # An API (or a proxy) that sends no Date header.
+        self.omit_date_header = False
+        # Called with each API request's log entry before it is answered (tests use it to
+        # change data at a precise point of a run).
+        self.on_request: t.Callable[[dict], None] | None = None
         self._requests: list[dict] = []
         self._requests_lock = threading.Lock()
         self._server: _Server | None = None

@@ -1,0 +1,228 @@
+"""One listing sync against an imperfect API: bounds, late rows, clock skew, lying pages.
+
+Every test compares what the tap emitted with the sandbox's truth: nothing missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+
+import pytest
+from helpers import (
+    API_KEY,
+    bookmark,
+    changes_since,
+    emitted_history_rows,
+    run_tap,
+    tap_config,
+    truth_history_rows,
+    updated_since,
+    without_history,
+)
+
+from kapwork_sandbox import Sandbox
+from tap_kapwork.timestamps import parse_timestamp
+
+LIST = "/v1/receivables"
+
+
+@pytest.fixture(scope="module")
+def small() -> t.Iterator[Sandbox]:
+    """300 receivables, read-only."""
+    with Sandbox(receivables=300, seed=5, api_key=API_KEY) as sandbox:
+        yield sandbox
+
+
+def state_at(moment: str) -> dict:
+    return {
+        "bookmarks": {
+            stream: {"replication_key": key, "replication_key_value": moment}
+            for stream, key in (("receivables", "updated_at"), ("receivable_history", "changed_at"))
+        }
+    }
+
+
+def spellings(moment: dt.datetime) -> list[str]:
+    """The same instant as the docs write it, with microseconds, and in another zone."""
+    return [
+        moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z",
+        moment.isoformat(timespec="microseconds"),
+        moment.astimezone(dt.timezone(dt.timedelta(hours=-5))).isoformat(),
+    ]
+
+
+@pytest.mark.parametrize("form", [0, 1, 2], ids=["docs-Z", "micro+00:00", "-05:00"])
+def test_rows_exactly_at_the_bookmark_are_emitted_in_any_spelling(small, form):
+    truth = small.truth()
+    at = next(r for r in sorted(truth, key=lambda r: r["updated_at"]) if len(r["history"]) > 1)
+    moment = parse_timestamp(at["updated_at"])
+    run = run_tap(tap_config(small, lookback_seconds=0), state=state_at(spellings(moment)[form]))
+    emitted = {r["id"] for r in run.records("receivables")}
+    assert at["id"] in emitted
+    assert emitted == updated_since(truth, moment)
+    history = set(emitted_history_rows(run.records("receivable_history")))
+    assert history == changes_since(truth, moment)
+    newest = at["history"][0]["changed_at"]
+    assert any(row[0] == at["id"] and row[1] == newest for row in history)
+
+
+def test_verified_since_on_verification_time_emits_old_rows_with_their_newest_changes():
+    with Sandbox(
+        receivables=300, seed=6, api_key=API_KEY, verified_since_field="verified_at"
+    ) as sandbox:
+        config = tap_config(sandbox)
+        first = run_tap(config)
+        before = truth_history_rows(sandbox.truth())
+        # Kapwork re-verifies old receivables (no change: their updated_at stays old)
+        # and one receivable changes.
+        truth = sandbox.truth()
+        verified = [r["id"] for r in truth if len(r["history"]) > 2][:5]
+        sandbox.verify(verified)
+        changed = sandbox.mutate(3, seed=9)
+        truth = sandbox.truth()
+        second = run_tap(config, state=first.state)
+
+    by_id = {r["id"]: r for r in truth}
+    emitted = {r["id"]: r for r in second.records("receivables")}
+    assert set(verified) | set(changed) <= set(emitted)
+    for rid in verified:
+        assert emitted[rid] == without_history(by_id[rid])
+        assert parse_timestamp(by_id[rid]["updated_at"]) < bookmark(first.state, "receivables")
+    history = set(emitted_history_rows(second.records("receivable_history")))
+    assert truth_history_rows(truth) - before <= history  # every new change
+    for rid in verified:
+        newest = by_id[rid]["history"][0]["changed_at"]
+        expected = truth_history_rows([{**by_id[rid], "history": by_id[rid]["history"][:1]}])
+        got = {row for row in history if row[0] == rid}
+        assert expected <= got  # its newest change, even though it is older than the bound
+        assert {row[1] for row in got} == {newest}  # and only changes at that instant
+
+
+@pytest.mark.parametrize(("lookback", "found"), [(300, True), (0, False)])
+def test_a_change_visible_late_is_read_by_the_look_back(lookback, found):
+    with Sandbox(receivables=200, seed=7, api_key=API_KEY) as sandbox:
+        config = tap_config(sandbox, lookback_seconds=lookback)
+        sandbox.mutate(1, seed=1)  # so that the bookmark is about now
+        first = run_tap(config)
+        # Replication lag: a change made visible now, stamped 60 s ago (before the bookmark).
+        (late,) = sandbox.mutate(1, seed=2, backdate_seconds=60)
+        truth = {r["id"]: r for r in sandbox.truth()}
+        second = run_tap(config, state=first.state)
+
+    stamped = parse_timestamp(truth[late]["updated_at"])
+    assert stamped < bookmark(first.state, "receivables")
+    emitted = {r["id"]: r for r in second.records("receivables")}
+    change = truth_history_rows([{**truth[late], "history": truth[late]["history"][:1]}])
+    history = set(emitted_history_rows(second.records("receivable_history")))
+    if found:
+        assert emitted[late] == without_history(truth[late])
+        assert change <= history
+    else:  # without the look-back the change is lost: what lookback_seconds is for
+        assert late not in emitted
+        assert not change & history
+
+
+@pytest.mark.parametrize("offset", [-300, 300], ids=["api-clock-behind", "api-clock-ahead"])
+def test_clock_skew_loses_nothing_changed_during_the_run(offset):
+    with Sandbox(receivables=300, seed=8, api_key=API_KEY, clock_offset_seconds=offset) as sandbox:
+        oldest = sorted(sandbox.truth(), key=lambda r: r["updated_at"])
+        done: list[str] = []
+
+        def during_the_run(entry: dict) -> None:
+            # When page 2 is asked for: update a receivable of page 1 (already read),
+            # then one of a later page (read after it, so the newest the run sees).
+            if entry["path"] == LIST and entry["params"].get("page") == ["2"] and not done:
+                done.extend(sandbox.mutate(0, ids=[oldest[0]["id"]]))
+                done.extend(sandbox.mutate(0, ids=[oldest[100]["id"]]))
+
+        sandbox.on_request = during_the_run
+        # No look-back: the bookmark's cap alone must keep the first update.
+        config = tap_config(sandbox, lookback_seconds=0, page_size=50, max_parallel_requests=1)
+        first = run_tap(config)
+        sandbox.on_request = None
+        second = run_tap(config, state=first.state)
+        truth = sandbox.truth()
+
+    assert len(done) == 2
+    latest: dict[str, dict] = {}
+    for run in (first, second):  # a target's upsert: the later run wins
+        latest.update({r["id"]: r for r in run.records("receivables")})
+    assert {rid: latest.get(rid) for rid in done} == {
+        r["id"]: without_history(r) for r in truth if r["id"] in done
+    }
+    assert [r["id"] for r in truth if latest[r["id"]] != without_history(r)] == []
+    emitted = emitted_history_rows(
+        first.records("receivable_history") + second.records("receivable_history")
+    )
+    assert truth_history_rows(truth) - set(emitted) == set()
+    # The cap came from the API's clock, not this machine's.
+    api_now = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset)
+    assert bookmark(first.state, "receivables") <= api_now
+
+
+def test_without_a_date_header_the_local_clock_caps_with_one_warning(small):
+    small.omit_date_header = True
+    try:
+        vendors = sorted({r["vendor"]["id"] for r in small.truth()})[:3]
+        run = run_tap(tap_config(small, vendor_ids=vendors))
+    finally:
+        small.omit_date_header = False
+    truth = [r for r in small.truth() if r["vendor"]["id"] in vendors]
+    assert {r["id"] for r in run.records("receivables")} == {r["id"] for r in truth}
+    assert run.stderr.count("carry no Date header") == 1  # once, not once per partition
+    partitions = run.state["bookmarks"]["receivables"]["partitions"]
+    assert len(partitions) == 3
+    assert all(p["replication_key_value"] for p in partitions)
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [{"omit_has_more": True}, {"total_count_offset": -120}],
+    ids=["no-has_more", "total_count-too-low"],
+)
+def test_paging_that_lies_still_reads_everything_and_bookmarks(knobs):
+    with Sandbox(receivables=300, seed=9, api_key=API_KEY) as sandbox:
+        for name, value in knobs.items():
+            setattr(sandbox, name, value)
+        run = run_tap(tap_config(sandbox, page_size=40))
+        truth = sandbox.truth()
+    assert {r["id"] for r in run.records("receivables")} == {r["id"] for r in truth}
+    assert set(emitted_history_rows(run.records("receivable_history"))) == truth_history_rows(truth)
+    newest = max(parse_timestamp(r["updated_at"]) for r in truth)
+    assert bookmark(run.state, "receivables") == newest
+
+
+def test_a_stable_over_count_lets_the_bookmark_advance_with_the_true_reason(small):
+    small.total_count_offset = 3
+    try:
+        run = run_tap(tap_config(small, page_size=100))
+    finally:
+        small.total_count_offset = 0
+    truth = small.truth()
+    assert {r["id"] for r in run.records("receivables")} == {r["id"] for r in truth}
+    assert "total_count says 303 but two identical passes returned 300 distinct" in run.stderr
+    assert "moving between pages" not in run.stderr
+    lists = [r for r in small.requests if r["path"] == LIST]
+    assert len(lists) >= 6  # two passes of three pages
+    assert bookmark(run.state, "receivables") == max(
+        parse_timestamp(r["updated_at"]) for r in truth
+    )
+
+
+def test_drift_on_every_pass_keeps_the_bookmark():
+    with Sandbox(receivables=200, seed=10, api_key=API_KEY) as sandbox:
+        sandbox.total_count_offset = 3
+
+        def drift(entry: dict) -> None:
+            if entry["path"] == LIST and entry["params"].get("page") == ["1"]:
+                sandbox.mutate(1)  # every pass sees something else
+
+        sandbox.on_request = drift
+        previous = state_at("2020-01-01T00:00:00Z")
+        run = run_tap(tap_config(sandbox, page_size=100), state=previous)
+        truth = sandbox.truth()
+    assert "After 3 passes" in run.stderr
+    assert "identical passes" not in run.stderr
+    assert run.state == previous  # the bookmark stays: the next run reads the range again
+    assert {r["id"] for r in run.records("receivables")} == {r["id"] for r in truth}
