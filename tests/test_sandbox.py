@@ -237,6 +237,63 @@ def test_mutate_and_insert_change_the_truth_and_the_history(sandbox):
     assert {r["id"] for r in newest} >= set(updated) | set(inserted)
 
 
+@pytest.mark.parametrize("offset", [-300, 300])
+def test_clock_offset_moves_the_date_header_new_stamps_and_the_24_hour_default(offset):
+    with Sandbox(receivables=300, seed=3, api_key=API_KEY, clock_offset_seconds=offset) as box:
+        api_now = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset)
+        _, headers, _ = raw_get(box, "/v1/receivables?limit=1")
+        date = email.utils.parsedate_to_datetime(headers["Date"])
+        assert abs((date - api_now).total_seconds()) < 5
+        (rid,) = box.mutate(1)
+        stamped = parse_moment(box.dataset.records[rid]["updated_at"])
+        assert abs((stamped - api_now).total_seconds()) < 5
+        truth = box.truth()
+        ids = {r["id"] for r in list_all(box, limit=500)}  # the default: the API's last 24 h
+    day_ago = api_now - dt.timedelta(days=1)
+    margin = dt.timedelta(seconds=5)
+    assert {r["id"] for r in truth if parse_moment(r["updated_at"]) >= day_ago + margin} <= ids
+    assert not ids & {r["id"] for r in truth if parse_moment(r["updated_at"]) < day_ago - margin}
+    assert max(r["updated_at"] for r in truth) == box.dataset.records[rid]["updated_at"]
+
+
+def test_verified_since_can_filter_on_a_hidden_verification_time():
+    with Sandbox(
+        receivables=200, seed=4, api_key=API_KEY, verified_since_field="verified_at"
+    ) as box:
+        old = sorted(box.truth(), key=lambda r: r["updated_at"])[:3]
+        cut = box.dataset.next_stamp()
+        assert list_all(box, verified_since=cut) == []
+        box.verify([r["id"] for r in old])
+        rows = list_all(box, verified_since=cut, expand=["history"])
+        assert {r["id"] for r in rows} == {r["id"] for r in old}
+        by_id = {r["id"]: r for r in old}
+        for row in rows:
+            before = by_id[row["id"]]
+            assert row["updated_at"] == before["updated_at"]  # verifying changes nothing
+            assert not any(key.startswith("_") for key in row)
+        box.verified_since_field = "updated_at"
+        assert list_all(box, verified_since=cut) == []
+
+
+def test_mutate_can_backdate_a_change_and_paging_can_lie(sandbox):
+    before = {r["id"]: r for r in sandbox.truth()}
+    (rid,) = sandbox.mutate(1, backdate_seconds=90)
+    record = sandbox.dataset.records[rid]
+    age = dt.datetime.now(dt.timezone.utc) - parse_moment(record["updated_at"])
+    assert 85 < age.total_seconds() < 120
+    assert record["history"][0]["changed_at"] == record["updated_at"] > before[rid]["updated_at"]
+    sandbox.omit_has_more = True
+    sandbox.total_count_offset = 3
+    _, body = call(sandbox, "/v1/receivables", verified_since="all", limit=100)
+    assert "has_more" not in body
+    assert body["total_count"] == 603
+    sandbox.omit_has_more = False
+    sandbox.always_has_more = True
+    _, body = call(sandbox, "/v1/receivables", verified_since="all", limit=100, page=9)
+    assert body["data"] == []
+    assert body["has_more"] is True
+
+
 def test_churn_keeps_changing_data_until_stopped(sandbox):
     before = {r["id"]: r["updated_at"] for r in sandbox.truth()}
     sandbox.start_churn(per_second=50, insert_ratio=0.2)
