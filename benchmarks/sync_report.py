@@ -1,9 +1,11 @@
 """Two syncs against the sandbox, with the figures the core tap promises.
 
 Run 1 is a full sync; then the sandbox updates and inserts receivables, and run 2 starts
-from run 1's last STATE. For each run: receivables and history rows emitted (and whether
-they equal the sandbox truth), requests per 1,000 receivables, the largest STATE in
-bytes, and SCHEMA messages per stream.
+from run 1's last STATE; run 3 follows with no change at all. For each run: receivables
+and history rows emitted (and whether they equal the sandbox truth: every change, plus
+what the look-back window reads again, `lookback_seconds` before the bookmark), rows
+re-emitted by the look-back, requests per 1,000 receivables, the largest STATE in bytes,
+and SCHEMA messages per stream.
 
     python benchmarks/sync_report.py --receivables 5000
     python benchmarks/sync_report.py --receivables 5000 --history-limit 20   # gap-fill
@@ -12,11 +14,13 @@ bytes, and SCHEMA messages per stream.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from collections import Counter
 
 from tap_runner import run_tap
 
 from kapwork_sandbox import Sandbox
+from tap_kapwork.timestamps import parse_timestamp
 
 API_KEY = "report-key-000000"
 
@@ -30,7 +34,28 @@ def changes(truth: list[dict]) -> set[tuple]:
     }
 
 
-def report(label: str, sandbox: Sandbox, run: tuple, receivables: set, history: set) -> None:
+def window(truth: list[dict], state: dict, lookback: int) -> tuple[set, set]:
+    """Receivables and history changes at or after the bookmark minus the look-back."""
+    bookmark = state["bookmarks"]["receivables"]["replication_key_value"]
+    since = parse_timestamp(bookmark) - dt.timedelta(seconds=lookback)
+    return (
+        {r["id"] for r in truth if parse_timestamp(r["updated_at"]) >= since},
+        {c for c in changes(truth) if parse_timestamp(c[1]) >= since},
+    )
+
+
+def last_state(run: tuple) -> dict:
+    return next(m["value"] for m in reversed(run[1]) if m["type"] == "STATE")
+
+
+def report(
+    label: str,
+    sandbox: Sandbox,
+    run: tuple,
+    receivables: set,
+    history: set,
+    lookback: tuple[set, set] = (set(), set()),
+) -> None:
     _, messages, _, state_lines = run
     records = [m for m in messages if m["type"] == "RECORD"]
     got_receivables = {m["record"]["id"] for m in records if m["stream"] == "receivables"}
@@ -44,11 +69,20 @@ def report(label: str, sandbox: Sandbox, run: tuple, receivables: set, history: 
     total = len(sandbox.dataset.records)
     schemas = Counter(m["stream"] for m in messages if m["type"] == "SCHEMA")
     print(f"{label}")
+    again_receivables, again_history = lookback[0] - receivables, lookback[1] - history
+    equal = got_receivables == receivables | again_receivables and set(got_history) == (
+        history | again_history
+    )
     print(
         f"  emitted: {len(got_receivables):,} receivables, {len(got_history):,} history rows; "
-        f"equal to the truth: {got_receivables == receivables and set(got_history) == history}"
+        f"equal to the truth: {equal}"
         f" (history rows emitted twice: {len(got_history) - len(set(got_history))})"
     )
+    if lookback[0]:
+        print(
+            f"  re-emitted by the look-back (unchanged rows in the window): "
+            f"{len(again_receivables):,} receivables, {len(again_history):,} history rows"
+        )
     print(
         f"  requests: {len(requests):,} ({lists} list pages, {len(requests) - lists} single) = "
         f"{len(requests) / total * 1000:.2f} per 1,000 receivables"
@@ -63,25 +97,42 @@ def main() -> None:
     parser.add_argument("--history-limit", type=int, default=100)
     parser.add_argument("--updates", type=int, default=200)
     parser.add_argument("--inserts", type=int, default=20)
+    parser.add_argument("--lookback-seconds", type=int, default=300)
     args = parser.parse_args()
 
     with Sandbox(receivables=args.receivables, seed=2026, api_key=API_KEY) as sandbox:
-        config = {"api_key": API_KEY, "api_url": sandbox.url, "history_limit": args.history_limit}
+        config = {
+            "api_key": API_KEY,
+            "api_url": sandbox.url,
+            "history_limit": args.history_limit,
+            "lookback_seconds": args.lookback_seconds,
+        }
         truth = sandbox.truth()
         first = run_tap(config)
         report("Run 1 (full sync)", sandbox, first, {r["id"] for r in truth}, changes(truth))
 
         changed = set(sandbox.mutate(args.updates)) | set(sandbox.insert(args.inserts))
-        new_changes = changes(sandbox.truth()) - changes(truth)
-        state = next(m["value"] for m in reversed(first[1]) if m["type"] == "STATE")
+        now = sandbox.truth()
+        new_changes = changes(now) - changes(truth)
         sandbox.clear_requests()
-        second = run_tap(config, state=state)
+        second = run_tap(config, state=last_state(first))
         report(
             f"Run 2 (after {args.updates} updates and {args.inserts} inserts, from run 1's STATE)",
             sandbox,
             second,
             changed,
             new_changes,
+            window(now, last_state(first), args.lookback_seconds),
+        )
+        sandbox.clear_requests()
+        third = run_tap(config, state=last_state(second))
+        report(
+            "Run 3 (nothing changed, from run 2's STATE: the look-back's cost)",
+            sandbox,
+            third,
+            set(),
+            set(),
+            window(now, last_state(second), args.lookback_seconds),
         )
 
 
