@@ -100,27 +100,33 @@ def test_verified_since_on_verification_time_emits_old_rows_with_their_newest_ch
 
 
 @pytest.mark.parametrize(("lookback", "found"), [(300, True), (0, False)])
-def test_a_change_visible_late_is_read_by_the_look_back(lookback, found):
+def test_changes_visible_late_are_read_by_the_look_back(lookback, found):
     with Sandbox(receivables=200, seed=7, api_key=API_KEY) as sandbox:
-        config = tap_config(sandbox, lookback_seconds=lookback)
+        # history_limit 5: the 7 late changes need the single endpoint, whose truncation
+        # test must use the same bound (bookmark minus look-back) as the emission.
+        config = tap_config(sandbox, lookback_seconds=lookback, history_limit=5)
         sandbox.mutate(1, seed=1)  # so that the bookmark is about now
         first = run_tap(config)
-        # Replication lag: a change made visible now, stamped 60 s ago (before the bookmark).
+        before = truth_history_rows(sandbox.truth())
+        # Replication lag: changes made visible now, stamped 60 s ago (before the bookmark).
         (late,) = sandbox.mutate(1, seed=2, backdate_seconds=60)
+        for _ in range(6):
+            sandbox.mutate(0, ids=[late], backdate_seconds=60)
         truth = {r["id"]: r for r in sandbox.truth()}
         second = run_tap(config, state=first.state)
 
     stamped = parse_timestamp(truth[late]["updated_at"])
     assert stamped < bookmark(first.state, "receivables")
     emitted = {r["id"]: r for r in second.records("receivables")}
-    change = truth_history_rows([{**truth[late], "history": truth[late]["history"][:1]}])
+    changes = truth_history_rows(list(truth.values())) - before
+    assert len({row[1] for row in changes}) == 7
     history = set(emitted_history_rows(second.records("receivable_history")))
     if found:
         assert emitted[late] == without_history(truth[late])
-        assert change <= history
-    else:  # without the look-back the change is lost: what lookback_seconds is for
+        assert changes <= history
+    else:  # without the look-back the changes are lost: what lookback_seconds is for
         assert late not in emitted
-        assert not change & history
+        assert not changes & history
 
 
 @pytest.mark.parametrize("offset", [-300, 300], ids=["api-clock-behind", "api-clock-ahead"])
