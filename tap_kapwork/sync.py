@@ -157,7 +157,27 @@ class ListingSync:
 
     def fetch_page(self, params: dict[str, t.Any], number: int, bound: dt.datetime | None) -> Page:
         """Runs on a worker thread: one list page, with its histories made complete."""
-        path = self.stream.path
+        body, limit = self._get_page(params, number)
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise KapworkError(
+                f"GET {self.stream.path} answered JSON without a 'data' list (keys: "
+                f"{', '.join(sorted(body)) or 'none'}). Check that api_url points at the "
+                "Kapwork Partner API."
+            )
+        if self.completer is not None and limit:
+            self._complete_histories(self.completer, data, limit, bound)
+        total = body.get("total_count")
+        has_more = body.get("has_more")
+        return Page(
+            number=number,
+            rows=data,
+            has_more=None if has_more is None else bool(has_more),
+            total_count=total if isinstance(total, int) and not isinstance(total, bool) else None,
+        )
+
+    def _get_page(self, params: dict[str, t.Any], number: int) -> tuple[dict, int | None]:
+        """The page's JSON body, and the history_limit the API accepted for it."""
         while True:
             with self._params_lock:
                 request = {**params, "page": number}
@@ -165,7 +185,7 @@ class ListingSync:
             local_start = dt.datetime.now(UTC)
             started = time.monotonic()
             try:
-                body = self.stream.get_json(path, request)
+                body = self.stream.get_json(self.stream.path, request)
                 break
             except BadRequestError as exc:
                 if exc.param != "history_limit" or not limit:
@@ -175,30 +195,21 @@ class ListingSync:
             self.api_now = self._api_now(local_start, time.monotonic() - started)
         if limit:
             self.limits.accept(limit)
-        data = body.get("data")
-        if not isinstance(data, list):
-            raise KapworkError(
-                f"GET {path} answered JSON without a 'data' list (keys: "
-                f"{', '.join(sorted(body)) or 'none'}). Check that api_url points at the "
-                "Kapwork Partner API."
-            )
-        if self.completer is not None and limit:
-            for row in data:
-                if isinstance(row, dict) and isinstance(row.get("id"), str):
-                    since = bound
-                    if since is not None:
-                        since = history_since(row, since, updated_at(row))
-                        if since != bound:
-                            row[_HISTORY_SINCE] = since
-                    self.completer.complete(row, limit, since)
-        total = body.get("total_count")
-        has_more = body.get("has_more")
-        return Page(
-            number=number,
-            rows=data,
-            has_more=None if has_more is None else bool(has_more),
-            total_count=total if isinstance(total, int) and not isinstance(total, bool) else None,
-        )
+        return body, limit
+
+    @staticmethod
+    def _complete_histories(
+        completer: HistoryCompleter, data: list, limit: int, bound: dt.datetime | None
+    ) -> None:
+        """Each row's history, completed back to the same bound its rows are emitted from."""
+        for row in data:
+            if isinstance(row, dict) and isinstance(row.get("id"), str):
+                since = bound
+                if since is not None:
+                    since = history_since(row, since, updated_at(row))
+                    if since != bound:
+                        row[_HISTORY_SINCE] = since
+                completer.complete(row, limit, since)
 
     def _lower_history_limit(
         self, params: dict[str, t.Any], rejected: int, exc: BadRequestError
@@ -265,31 +276,8 @@ class ListingSync:
     # 5. bookmark -----------------------------------------------------------------------
 
     def bookmark(self, listing: Listing) -> None:
-        logger = self.stream.logger
-        if not listing.complete:
-            logger.warning(
-                "After %d passes, %d of the %d receivables the API counted were never seen "
-                "(rows kept moving between pages). The bookmark stays where it was, so the "
-                "next run reads this range again.",
-                listing.passes,
-                listing.missing,
-                listing.total_count,
-            )
+        if not self._listing_is_complete(listing):
             return
-        if listing.count_disagrees:
-            seen = len(listing.seen)
-            if listing.total_count is not None and seen < listing.total_count:
-                reason = (
-                    f"two identical passes returned {seen} distinct receivables, so nothing "
-                    "moved between pages: the count is wrong"
-                )
-            else:
-                reason = f"has_more led to {seen} distinct receivables, all of them read"
-            logger.warning(
-                "The API's total_count says %s but %s. The bookmark advances.",
-                listing.total_count,
-                reason,
-            )
         if self.watermark is None:
             return
         cap = self.api_now or dt.datetime.now(UTC)
@@ -310,6 +298,35 @@ class ListingSync:
                 value = max(value, parse_timestamp(previous))
             state["replication_key"] = stream.replication_key
             state["replication_key_value"] = format_bookmark(value)
+
+    def _listing_is_complete(self, listing: Listing) -> bool:
+        """Whether the bookmark may advance; warns when the API's counts disagree."""
+        logger = self.stream.logger
+        if not listing.complete:
+            logger.warning(
+                "After %d passes, %d of the %d receivables the API counted were never seen "
+                "(rows kept moving between pages). The bookmark stays where it was, so the "
+                "next run reads this range again.",
+                listing.passes,
+                listing.missing,
+                listing.total_count,
+            )
+            return False
+        if listing.count_disagrees:
+            seen = len(listing.seen)
+            if listing.total_count is not None and seen < listing.total_count:
+                reason = (
+                    f"two identical passes returned {seen} distinct receivables, so nothing "
+                    "moved between pages: the count is wrong"
+                )
+            else:
+                reason = f"has_more led to {seen} distinct receivables, all of them read"
+            logger.warning(
+                "The API's total_count says %s but %s. The bookmark advances.",
+                listing.total_count,
+                reason,
+            )
+        return True
 
 
 class _NoCounter:
