@@ -35,14 +35,14 @@ class Pages:
         self.always_more = always_more
         self.omit_has_more = omit_has_more
         self.count_offset = count_offset
-        self.asked: list[int] = []
+        self.requested: list[int] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
 
     def __call__(self, number: int) -> Page:
         with self._lock:
-            self.asked.append(number)
+            self.requested.append(number)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         time.sleep(random.uniform(0, self.delay))
@@ -66,7 +66,7 @@ def test_pages_come_in_order_with_bounded_parallelism():
 def test_a_server_always_saying_has_more_stops_at_the_first_empty_page():
     source = Pages(total=95, size=10, always_more=True)
     pages = list(iter_pages(source, workers=3))
-    assert sorted(source.asked) == list(range(1, 12))  # page 11 is empty: the end
+    assert sorted(source.requested) == list(range(1, 12))  # page 11 is empty: the end
     assert sum(len(p.rows) for p in pages) == 95
 
 
@@ -84,7 +84,7 @@ def test_a_total_count_too_low_is_read_past_while_has_more_says_so():
     assert sorted(r["id"] for r in listing.rows()) == [r["id"] for r in source.rows]
     assert listing.complete
     assert listing.count_disagrees
-    assert max(source.asked) == 10
+    assert max(source.requested) == 10
 
 
 def test_has_more_beyond_total_count_stops_when_a_page_repeats():
