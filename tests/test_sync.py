@@ -22,6 +22,8 @@ from helpers import (
 )
 
 from kapwork_sandbox import Sandbox
+from tap_kapwork.sync import stream_bound
+from tap_kapwork.tap import TapKapwork
 from tap_kapwork.timestamps import parse_timestamp
 
 LIST = "/v1/receivables"
@@ -232,3 +234,23 @@ def test_drift_on_every_pass_keeps_the_bookmark():
     assert "identical passes" not in run.stderr
     assert run.state == previous  # the bookmark stays: the next run reads the range again
     assert {r["id"] for r in run.records("receivables")} == {r["id"] for r in truth}
+
+
+@pytest.mark.parametrize(
+    ("start_date", "lookback", "expected"),
+    [
+        (None, 300, "2026-03-01T11:55:00Z"),  # the bookmark minus the look-back
+        (None, 0, "2026-03-01T12:00:00Z"),  # 0 disables it
+        ("2026-03-01T11:58:00Z", 300, "2026-03-01T11:58:00Z"),  # start_date is not moved back
+        ("2026-01-01T00:00:00Z", 300, "2026-03-01T11:55:00Z"),
+    ],
+)
+def test_the_bound_is_the_bookmark_minus_the_look_back_never_before_start_date(
+    start_date, lookback, expected
+):
+    config = {"api_key": API_KEY, "api_url": "http://127.0.0.1:9", "lookback_seconds": lookback}
+    if start_date:
+        config["start_date"] = start_date
+    tap = TapKapwork(config=config, state=state_at("2026-03-01T13:00:00+01:00"))
+    for stream in tap.streams.values():
+        assert stream_bound(stream, None) == parse_timestamp(expected)
