@@ -11,8 +11,9 @@ import typing as t
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kapwork_sandbox.data import Dataset, churn, parse_moment, stamp
+from kapwork_sandbox.data import churn, parse_moment, stamp
 from kapwork_sandbox.faults import FaultPlan
+from kapwork_sandbox.portfolio import build_dataset
 
 if t.TYPE_CHECKING:
     import datetime as dt
@@ -302,11 +303,13 @@ class Sandbox:
         host: str = "127.0.0.1",
         port: int = 0,
         anchor: dt.datetime | None = None,
+        profile: str = "edge",
     ) -> None:
         self.api_key = api_key
         self.host = host
         self.port = port
-        self.dataset = Dataset(receivables, seed, anchor)
+        # `edge` (the tests' default) or `realistic` (the demo's), see portfolio.py
+        self.dataset = build_dataset(profile, receivables, seed, anchor)
         self.plan = FaultPlan()
         self.max_history_limit: int | None = None
         self.order = "updated_at"
