@@ -10,7 +10,7 @@ select
     aging_bucket_order,
     count(*) as open_receivables,
     sum(amount_cents) as open_amount_cents,
-    cast(sum(amount_cents) as {{ dbt.type_numeric() }}) / 100 as open_amount
+    {{ cents_to_units('sum(amount_cents)') }} as open_amount
 from {{ ref('receivables_current') }}
 where is_open
 group by debtor_id, debtor_name, currency, aging_bucket, aging_bucket_order

@@ -44,15 +44,14 @@ select
     currency,
     count(*) as receivables,
     sum(case when is_open then 1 else 0 end) as open_receivables,
-    cast(sum(case when is_open then amount_cents else 0 end) as {{ dbt.type_numeric() }}) / 100
-        as open_amount,
+    {{ cents_to_units('sum(case when is_open then amount_cents else 0 end)') }} as open_amount,
     sum(case when status = 'PAID' then 1 else 0 end) as paid_receivables,
-    cast(sum(case when status = 'PAID' then amount_cents else 0 end) as {{ dbt.type_numeric() }})
-        / 100 as paid_amount,
+    {{ cents_to_units("sum(case when status = 'PAID' then amount_cents else 0 end)") }}
+        as paid_amount,
     {{ percentile('days_to_approved', 0.5) }} as median_days_to_approved,
     {{ percentile('days_to_approved', 0.9) }} as p90_days_to_approved,
     {{ percentile('days_to_paid', 0.5) }} as median_days_to_paid,
     {{ percentile('days_to_paid', 0.9) }} as p90_days_to_paid,
-    cast(sum(was_disputed) as {{ dbt.type_float() }}) / count(*) as share_ever_disputed
+    cast(sum(was_disputed) as double precision) / count(*) as share_ever_disputed
 from timed
 group by debtor_id, currency

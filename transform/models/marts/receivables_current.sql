@@ -35,7 +35,7 @@ select
     debtor_id,
     debtor_name,
     amount_cents,
-    cast(amount_cents as {{ dbt.type_numeric() }}) / 100 as amount,
+    {{ cents_to_units('amount_cents') }} as amount,
     currency,
     receivable_date,
     due_date,
