@@ -17,8 +17,8 @@ import typing as t
 import duckdb
 import psycopg
 import pytest
-from e2e_helpers import ROOT, loader, pipe
-from helpers import tap_config
+from e2e_helpers import MELTANO, ROOT, loader, pipe
+from helpers import API_KEY, tap_config
 from models_expected import aging_totals, debtor_medians, spells
 
 from kapwork_sandbox import Sandbox
@@ -230,3 +230,61 @@ def test_models_on_postgres(realistic_sandbox, postgres, tmp_path):
     )
     print("PostgreSQL history value types:", types)
     assert {data_type for _, data_type in types} <= {"jsonb", "text", "character varying"}
+
+
+@pytest.mark.parametrize("adapter", ["duckdb", "postgres"])
+def test_meltano_run_with_dbt_build(adapter, request, tmp_path):
+    """The README's commands: `meltano run tap-kapwork target-<adapter> dbt-<adapter>:build`.
+
+    Only the loader's variables are set: dbt must find the tables through them.
+    """
+    with Sandbox(receivables=120, seed=31, api_key=API_KEY, profile="realistic") as sandbox:
+        env = {
+            **os.environ,
+            "MELTANO_ENVIRONMENT": "dev",
+            "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+            "TAP_KAPWORK_API_URL": sandbox.url,
+            "TAP_KAPWORK_API_KEY": API_KEY,
+        }
+        if adapter == "duckdb":
+            database = tmp_path / "warehouse.duckdb"
+            env["TARGET_DUCKDB_PATH"] = str(database)
+        else:
+            postgres = request.getfixturevalue("postgres")
+            env.update(
+                {
+                    "TARGET_POSTGRES_HOST": postgres["host"],
+                    "TARGET_POSTGRES_PORT": str(postgres["port"]),
+                    "TARGET_POSTGRES_USER": postgres["user"],
+                    "TARGET_POSTGRES_PASSWORD": postgres["password"],
+                    "TARGET_POSTGRES_DATABASE": postgres["database"],
+                    "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": "kapwork_meltano",
+                    "DBT_POSTGRES_TARGET_SCHEMA": "analytics_meltano",
+                }
+            )
+        proc = subprocess.run(
+            [str(MELTANO), "run", "tap-kapwork", f"target-{adapter}", f"dbt-{adapter}:build"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        truth = sandbox.truth()
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-5000:]
+    assert "ERROR=0" in output
+    sql = "select count(*), count(distinct currency) from {}.receivables_current"
+    if adapter == "duckdb":
+        with duckdb.connect(str(database), read_only=True) as db:
+            counts = db.sql(sql.format("analytics")).fetchone()
+    else:
+        conninfo = " ".join(
+            f"{k}={v}"
+            for k, v in {**postgres, "dbname": postgres["database"]}.items()
+            if k != "database" and v != ""
+        )
+        with psycopg.connect(conninfo) as conn:
+            counts = conn.execute(sql.format("analytics_meltano")).fetchone()
+    assert counts == (len(truth), len({r["currency"] for r in truth}))
