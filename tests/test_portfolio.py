@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
+import urllib.request
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +103,40 @@ def test_mutate_and_insert_follow_the_lifecycle():
     new = dataset.insert(5)
     assert all(dataset.records[rid]["status"] == "PENDING" for rid in new)
     assert all(dataset.records[rid]["history"] == [] for rid in new)
+
+
+@pytest.mark.parametrize("profile", ["realistic", "edge"])
+def test_command_line_serves_either_profile(profile):
+    cli = str(Path(sys.executable).with_name("kapwork-sandbox"))
+    args = [cli, "--port", "0", "--receivables", "30", "--seed", "3"]
+    proc = subprocess.Popen(
+        [*args, "--profile", profile] if profile == "edge" else args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"30 receivables, seed 3, {profile} profile" in line
+        url = line.split("listening on ", 1)[1].split()[0]
+        with urllib.request.urlopen(f"{url}/_sandbox/truth", timeout=10) as response:
+            truth = json.load(response)["data"]
+        # the same receivables as the Python class of that profile gives for the seed (ids
+        # do not depend on the anchor)
+        assert len(truth) == 30
+        expected = build_dataset(profile, 30, seed=3).truth()
+        assert [r["id"] for r in truth] == [r["id"] for r in expected]
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
+def test_command_line_rejects_an_unknown_profile():
+    cli = str(Path(sys.executable).with_name("kapwork-sandbox"))
+    proc = subprocess.run(
+        [cli, "--profile", "huge"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert proc.returncode == 2
+    assert "invalid choice: 'huge'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -111,19 +111,19 @@ def check_models(query: t.Callable[[str], list[tuple]], truth: list[dict], as_of
         )
     }
     assert set(got_debtors) == set(want_debtors)
-    for key, want in want_debtors.items():
+    for key, row in want_debtors.items():
         count, approved, paid, disputed, paid_amount = got_debtors[key]
-        assert count == want["receivables"]
+        assert count == row["receivables"]
         for got_value, want_value in (
-            (approved, want["median_days_to_approved"]),
-            (paid, want["median_days_to_paid"]),
+            (approved, row["median_days_to_approved"]),
+            (paid, row["median_days_to_paid"]),
         ):
             if want_value is None:
                 assert got_value is None
             else:
                 assert float(got_value) == pytest.approx(want_value, abs=DAYS)
-        assert float(disputed) == pytest.approx(want["share_ever_disputed"])
-        assert round(float(paid_amount) * 100) == want["paid_cents"]
+        assert float(disputed) == pytest.approx(row["share_ever_disputed"])
+        assert round(float(paid_amount) * 100) == row["paid_cents"]
 
     # status changes: one row per transition in the truth
     transitions = sum("status" in entry["changes"] for r in truth for entry in r["history"])
