@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import typing as t
+from pathlib import Path
 
 import duckdb
 import psycopg
@@ -22,9 +23,6 @@ from helpers import API_KEY, tap_config
 from models_expected import aging_totals, debtor_medians, spells
 
 from kapwork_sandbox import Sandbox
-
-if t.TYPE_CHECKING:
-    from pathlib import Path
 
 # dbt computes day differences from whole seconds; the truth has milliseconds.
 DAYS = 2 / 86400
@@ -37,8 +35,11 @@ MODELS = (
 )
 
 
-def dbt_build(adapter: str, env: dict[str, str], tmp_path: Path, as_of: dt.date) -> str:
-    """`dbt build` with the utility's own executable; returns its output (fails on errors)."""
+def dbt_build(adapter: str, env: dict[str, str], work: Path, as_of: dt.date) -> str:
+    """`dbt build` with the utility's own executable; returns its output (fails on errors).
+
+    `work` holds dbt's target and logs; reusing it across builds lets dbt parse partially.
+    """
     executable = ROOT / ".meltano" / "utilities" / f"dbt-{adapter}" / "venv" / "bin" / "dbt"
     if not executable.exists():
         pytest.fail(f"{executable} is missing: run `make test` (it runs `meltano install`).")
@@ -51,11 +52,11 @@ def dbt_build(adapter: str, env: dict[str, str], tmp_path: Path, as_of: dt.date)
             "--profiles-dir",
             str(ROOT / "transform" / "profiles" / adapter),
             "--target-path",
-            str(tmp_path / f"dbt-target-{adapter}"),
+            str(work / f"dbt-target-{adapter}"),
             "--vars",
             json.dumps({"as_of_date": as_of.isoformat()}),
         ],
-        env={**os.environ, "DBT_LOG_PATH": str(tmp_path / "dbt-logs"), **env},
+        env={**os.environ, "DBT_LOG_PATH": str(work / "dbt-logs"), **env},
         capture_output=True,
         text=True,
         timeout=600,
@@ -160,13 +161,19 @@ def today() -> dt.date:
     return dt.datetime.now(dt.timezone.utc).date()
 
 
+@pytest.fixture(scope="module")
+def dbt_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One dbt target directory per module: later builds parse only what changed."""
+    return tmp_path_factory.mktemp("dbt")
+
+
 @pytest.fixture
 def realistic_sandbox() -> t.Iterator[Sandbox]:
     with Sandbox(receivables=300, seed=11, profile="realistic") as sandbox:
         yield sandbox
 
 
-def test_models_on_duckdb(realistic_sandbox, tmp_path):
+def test_models_on_duckdb(realistic_sandbox, dbt_work, tmp_path):
     database = tmp_path / "warehouse.duckdb"
     config = tmp_path / "target-duckdb.json"
     config.write_text(json.dumps({"path": str(database), "default_target_schema": "kapwork"}))
@@ -177,7 +184,7 @@ def test_models_on_duckdb(realistic_sandbox, tmp_path):
 
     def build() -> str:
         env = {"DBT_DUCKDB_PATH": str(database), "DBT_DUCKDB_SOURCE_SCHEMA": "kapwork"}
-        return dbt_build("duckdb", env, tmp_path, as_of)
+        return dbt_build("duckdb", env, dbt_work, as_of)
 
     def query(sql: str) -> list[tuple]:
         # dbt's models live in the `analytics` schema of the same file the loader writes.
@@ -189,7 +196,7 @@ def test_models_on_duckdb(realistic_sandbox, tmp_path):
     print("DuckDB model rows:", counts)
 
 
-def test_models_on_postgres(realistic_sandbox, postgres, tmp_path):
+def test_models_on_postgres(realistic_sandbox, postgres, dbt_work, tmp_path):
     source, target = "kapwork_dbt", "analytics_dbt"
     config = tmp_path / "target-postgres.json"
     config.write_text(json.dumps({**postgres, "default_target_schema": source}))
@@ -213,7 +220,7 @@ def test_models_on_postgres(realistic_sandbox, postgres, tmp_path):
             "DBT_POSTGRES_SOURCE_SCHEMA": source,
             "DBT_POSTGRES_TARGET_SCHEMA": target,
         }
-        return dbt_build("postgres", env, tmp_path, as_of)
+        return dbt_build("postgres", env, dbt_work, as_of)
 
     def query(sql: str) -> list[tuple]:
         with psycopg.connect(conninfo, options=f"-c search_path={target}") as conn:
