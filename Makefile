@@ -22,7 +22,7 @@ $(MELTANO_VENV)/.installed:
 	@touch $@
 
 .meltano/.installed: meltano.yml $(MELTANO_VENV)/.installed
-	@echo "==> [3/3] Installing the Meltano plugins (tap-kapwork and the loaders in meltano.yml)"
+	@echo "==> [3/3] Installing the Meltano plugins (tap-kapwork, the loaders and dbt in meltano.yml)"
 	@$(MELTANO) install
 	@touch $@
 

@@ -9,6 +9,7 @@ import sys
 import threading
 
 from kapwork_sandbox.data import parse_moment
+from kapwork_sandbox.portfolio import PROFILES
 from kapwork_sandbox.server import DEFAULT_API_KEY, Sandbox
 
 
@@ -24,6 +25,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--receivables", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="realistic",
+        help="realistic: invoices, debtor habits, forward-only lifecycles (the demo's data); "
+        "edge: the edge cases the tests use (huge, negative and zero amounts, random jumps)",
+    )
     parser.add_argument("--latency-ms", type=float, default=0, help="added to every API request")
     parser.add_argument("--anchor", help="UTC time the generated data ends at (default: this hour)")
     parser.add_argument("--max-history-limit", type=int, help="answer 400 above this history_limit")
@@ -52,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         args.port,
         anchor,
         clock_offset_seconds=args.clock_offset_seconds,
+        profile=args.profile,
     )
     sandbox.max_history_limit = args.max_history_limit
     if args.latency_ms:
@@ -67,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signum, lambda *_: stopping.set())
     print(
         f"Kapwork sandbox listening on {sandbox.url} "
-        f"({args.receivables} receivables, seed {args.seed})",
+        f"({args.receivables} receivables, seed {args.seed}, {args.profile} profile)",
         flush=True,
     )
     stopping.wait()

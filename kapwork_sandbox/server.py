@@ -12,8 +12,9 @@ import typing as t
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kapwork_sandbox.data import Dataset, churn, parse_moment, stamp
+from kapwork_sandbox.data import churn, parse_moment, stamp
 from kapwork_sandbox.faults import FaultPlan
+from kapwork_sandbox.portfolio import build_dataset
 
 DEFAULT_API_KEY = "sandbox-key"
 LIST_PATH = "/v1/receivables"
@@ -325,13 +326,17 @@ class Sandbox:
         *,
         clock_offset_seconds: float = 0,
         verified_since_field: str = "updated_at",
+        profile: str = "edge",
     ) -> None:
         self.api_key = api_key
         self.host = host
         self.port = port
         # The API's clock runs this much ahead (or behind, < 0) of this machine's: its
         # Date header, the stamps of new changes and its 24-hour default follow it.
-        self.dataset = Dataset(receivables, seed, anchor, _seconds(clock_offset_seconds))
+        # `edge` (the tests' default) or `realistic` (the demo's), see portfolio.py
+        self.dataset = build_dataset(
+            profile, receivables, seed, anchor, _seconds(clock_offset_seconds)
+        )
         self.plan = FaultPlan()
         self.max_history_limit: int | None = None
         self.order = "updated_at"
