@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+import typing as t
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -60,7 +61,7 @@ def list_all(sandbox: Sandbox, **params) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def fixed() -> Sandbox:
+def fixed() -> t.Iterator[Sandbox]:
     """Read-only, with a fixed anchor so data does not depend on the clock."""
     with Sandbox(receivables=800, seed=5, api_key=API_KEY, anchor=ANCHOR) as sandbox:
         yield sandbox
