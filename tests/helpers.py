@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 import tempfile
+import types
 import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,3 +135,14 @@ def _key(value: t.Any) -> t.Any:
 
 def without_history(receivable: dict) -> dict:
     return {k: v for k, v in receivable.items() if k != "history"}
+
+
+def script(name: str) -> types.ModuleType:
+    """A module of scripts/ (not a package), e.g. script("hub_definition")."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
