@@ -68,4 +68,5 @@ hub: install
 	@$(VENV)/bin/python scripts/hub_definition.py
 
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) .meltano output .demo
+	rm -rf $(VENV) $(MELTANO_VENV) .meltano .demo
+	find output -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
