@@ -6,7 +6,7 @@ MELTANO := $(MELTANO_VENV)/bin/meltano
 # Tested with Meltano 4.4.1; the loaders' versions are pinned in meltano.yml.
 MELTANO_VERSION ?= 4.4.1
 
-.PHONY: demo test install meltano lint bench readme clean
+.PHONY: demo test unit check install meltano lint bench readme hub clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> [1/3] Creating $(VENV) and installing tap-kapwork with its test tools"
@@ -26,8 +26,16 @@ $(MELTANO_VENV)/.installed:
 	@$(MELTANO) install
 	@touch $@
 
+# tests/e2e/test_snowflake.py: the Snowflake emulator, next to the target-snowflake that
+# `meltano install` put in its own virtualenv (Meltano installs plugins with uv).
+FAKESNOW_VERSION := 0.12.1
+SNOWFLAKE_VENV := .meltano/loaders/target-snowflake/venv
+$(SNOWFLAKE_VENV)/.fakesnow-$(FAKESNOW_VERSION): .meltano/.installed
+	@$(MELTANO_VENV)/bin/uv pip install -q --python $(SNOWFLAKE_VENV)/bin/python "fakesnow==$(FAKESNOW_VERSION)"
+	@touch $@
+
 install: $(VENV)/.installed
-meltano: $(VENV)/.installed .meltano/.installed
+meltano: $(VENV)/.installed .meltano/.installed $(SNOWFLAKE_VENV)/.fakesnow-$(FAKESNOW_VERSION)
 
 demo: meltano
 	@$(VENV)/bin/python scripts/demo.py
@@ -36,8 +44,18 @@ test: meltano
 	@echo "==> Running the test suite"
 	@$(VENV)/bin/python -m pytest
 
-lint: install
-	@$(VENV)/bin/ruff check . && $(VENV)/bin/mypy tap_kapwork kapwork_sandbox
+# Fast tests: no Meltano, no PostgreSQL, no sandbox (markers set in tests/markers.py).
+unit: install
+	@$(VENV)/bin/python -m pytest -m unit -q
+
+# What CI runs before the tests, and what .pre-commit-config.yaml runs on each commit.
+check: install
+	@echo "==> ruff check, ruff format --check, mypy"
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy tap_kapwork kapwork_sandbox tests
+
+lint: check
 
 bench: install
 	@$(VENV)/bin/python benchmarks/bench.py --receivables 10000 100000 --latency-ms 25
@@ -45,5 +63,10 @@ bench: install
 readme: install
 	@$(VENV)/bin/python scripts/readme_settings.py
 
+# The Meltano Hub definition, from `tap-kapwork --about` (tests/test_hub.py keeps it in step).
+hub: install
+	@$(VENV)/bin/python scripts/hub_definition.py
+
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) .meltano output .demo
+	rm -rf $(VENV) $(MELTANO_VENV) .meltano .demo
+	find output -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typing as t
 
+import markers
 import pytest
 from helpers import API_KEY
 
@@ -32,7 +33,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     attributes that share its test object). test_streams validates every record against
     its schema instead.
     """
-    keep, dropped = [], []
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         multi_typed = "receivable_history.from_value" in item.name or (
             "receivable_history.to_value" in item.name
@@ -41,3 +43,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """unit / sandbox / e2e markers, set by tests/markers.py."""
+    config.pluginmanager.register(markers, "kapwork-markers")

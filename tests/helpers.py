@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import subprocess
 import sys
 import tempfile
+import types
 import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,3 +157,14 @@ def updated_since(truth: list[dict], since: dt.datetime) -> set[str]:
 def changes_since(truth: list[dict], since: dt.datetime) -> set[tuple]:
     """Truth history rows changed at or after `since`."""
     return {row for row in truth_history_rows(truth) if parse_timestamp(row[1]) >= since}
+
+
+def script(name: str) -> types.ModuleType:
+    """A module of scripts/ (not a package), e.g. script("hub_definition")."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

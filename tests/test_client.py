@@ -110,7 +110,8 @@ def test_unreachable_api_gives_up_in_bounded_time(sandbox):
         {"api_key": API_KEY, "api_url": url, "retry_max_tries": 3, "request_timeout": 2},
         check=False,
     )
-    assert time.monotonic() - started < 30
+    # Bounded by the 3 tries, not by retry_max_wait (300 s); wide for a loaded CI machine.
+    assert time.monotonic() - started < 120
     assert_one_line_failure(run, "Gave up after 3 tries", "api_url")
 
 

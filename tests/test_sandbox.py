@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+import typing as t
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -60,7 +61,7 @@ def list_all(sandbox: Sandbox, **params) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def fixed() -> Sandbox:
+def fixed() -> t.Iterator[Sandbox]:
     """Read-only, with a fixed anchor so data does not depend on the clock."""
     with Sandbox(receivables=800, seed=5, api_key=API_KEY, anchor=ANCHOR) as sandbox:
         yield sandbox
@@ -395,11 +396,11 @@ def test_command_line_serves_until_terminated():
         assert "50 receivables, seed 3" in line
         url = line.split("listening on ", 1)[1].split()[0]
         assert url.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(f"{url}/_sandbox/health", timeout=10) as response:
+        with urllib.request.urlopen(f"{url}/_sandbox/health", timeout=30) as response:
             assert json.load(response) == {"ok": True, "receivables": 50}
     finally:
         proc.terminate()
-        assert proc.wait(timeout=10) == 0
+        assert proc.wait(timeout=30) == 0
 
 
 def test_command_line_refuses_a_non_loopback_host():

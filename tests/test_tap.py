@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from helpers import TAP, discover, tap_config
+from helpers import TAP, discover, script, tap_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {
@@ -80,6 +80,23 @@ def test_meltano_yml_declares_every_setting_with_the_same_default():
         assert declared[name].get("value") == default, name
     assert declared["api_key"].get("sensitive") is True
     assert set(extractor["capabilities"]) == CAPABILITIES
+
+
+def test_meltano_yml_declares_every_setting_of_about_with_its_kind():
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    (extractor,) = [e for e in project["plugins"]["extractors"] if e["name"] == "tap-kapwork"]
+    declared = {s["name"]: s for s in extractor["settings"]}
+    properties = json.loads(about("json"))["settings"]["properties"]
+    kind = script("hub_definition").meltano_kind
+    assert set(declared) == set(properties)
+    for name, schema in properties.items():
+        # meltano.yml leaves `kind` out for strings (Meltano's default).
+        assert declared[name].get("kind", "string") == kind(schema), name
+        assert declared[name].get("sensitive", False) == bool(schema.get("secret")), name
+    for plugins in project["plugins"].values():
+        for plugin in plugins:
+            kinds = {s["name"]: s.get("kind") for s in plugin.get("settings", [])}
+            assert "password" not in kinds.values(), plugin["name"]  # deprecated: string+sensitive
 
 
 def test_discover_describes_both_streams(sandbox):

@@ -98,7 +98,7 @@ def test_into_postgres(e2e_sandbox, postgres, tmp_path):
             ).fetchall()
             ids = conn.execute(
                 f"select count(*), count(distinct id) from {schema}.receivables"
-            ).fetchone()
+            ).fetchall()[0]
             assert ids[0] == ids[1], "duplicate primary keys"
         return loaded, Counter(rows)
 
@@ -113,9 +113,9 @@ def test_into_postgres(e2e_sandbox, postgres, tmp_path):
                 (schema,),
             ).fetchall()
         )
-        history_rows = conn.execute(f"select count(*) from {schema}.receivable_history").fetchone()[
-            0
-        ]
+        (history_rows,) = conn.execute(
+            f"select count(*) from {schema}.receivable_history"
+        ).fetchall()[0]
     assert types["receivables.amount_cents"] == "bigint"
     assert types["receivables.updated_at"].startswith("timestamp")
     assert types["receivables.detected_at"].startswith("timestamp")

@@ -46,7 +46,7 @@ def test_meltano_run_full_then_incremental(e2e_sandbox, tmp_path):
             rows = db.sql(
                 "select id, status, amount_cents, updated_at from kapwork.receivables"
             ).fetchall()
-            history = db.sql("select count(*) from kapwork.receivable_history").fetchone()[0]
+            history = db.sql("select count(*) from kapwork.receivable_history").fetchall()[0][0]
         return {r[0]: r[1:] for r in rows}, history
 
     meltano("run", "tap-kapwork", "target-duckdb", env=env)
