@@ -133,7 +133,27 @@ class Handler(BaseHTTPRequestHandler):
         payload = json.dumps(body, ensure_ascii=False).encode()
         if fault == "truncate":
             payload = payload[: max(1, len(payload) // 2)]
+        if fault == "trickle":
+            self._trickle(entry, payload)
+            return
         self._send_bytes(entry, 200, payload, "application/json")
+
+    def _trickle(self, entry: dict, payload: bytes) -> None:
+        """A 200 whose body arrives a few bytes at a time: no single read ever times out."""
+        faults = self.server.sandbox.plan.faults
+        entry["status"] = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        step = max(1, faults.trickle_bytes)
+        try:
+            for start in range(0, len(payload), step):
+                self.wfile.write(payload[start : start + step])
+                self.wfile.flush()
+                time.sleep(faults.trickle_interval_ms / 1000)
+        except OSError:  # the client gave up and closed the connection
+            self.close_connection = True
 
     def _api(self, path: str, params: dict[str, list[str]]) -> dict:
         sandbox = self.server.sandbox
