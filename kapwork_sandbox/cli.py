@@ -27,6 +27,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=0, help="added to every API request")
     parser.add_argument("--anchor", help="UTC time the generated data ends at (default: this hour)")
     parser.add_argument("--max-history-limit", type=int, help="answer 400 above this history_limit")
+    parser.add_argument(
+        "--same-instant-share",
+        type=float,
+        default=0.0,
+        help="share of histories with two changes of one field stamped with the same instant",
+    )
     parser.add_argument("--allow-remote", action="store_true", help="listen on a non-loopback host")
     args = parser.parse_args(argv)
 
@@ -38,7 +44,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--host {args.host} is not loopback; add --allow-remote to listen there")
     anchor = parse_moment(args.anchor) if args.anchor else None
 
-    sandbox = Sandbox(args.receivables, args.seed, args.api_key, args.host, args.port, anchor)
+    sandbox = Sandbox(
+        args.receivables,
+        args.seed,
+        args.api_key,
+        args.host,
+        args.port,
+        anchor,
+        args.same_instant_share,
+    )
     sandbox.max_history_limit = args.max_history_limit
     if args.latency_ms:
         sandbox.set_faults(latency_ms=args.latency_ms)

@@ -233,6 +233,9 @@ class Handler(BaseHTTPRequestHandler):
                     "updated": sandbox.mutate(int(body.get("count", 0)), seed=body.get("seed")),
                     "inserted": sandbox.insert(int(body.get("insert", 0))),
                 }
+            elif path == "/_sandbox/raw" and method == "POST":
+                sandbox.set_raw(str(body["id"]), **body.get("fields", {}))
+                result = {"ok": True}
             elif path == "/_sandbox/faults" and method == "POST":
                 sandbox.set_faults(**body)
                 result = dict(vars(sandbox.faults))
@@ -322,11 +325,12 @@ class Sandbox:
         host: str = "127.0.0.1",
         port: int = 0,
         anchor: dt.datetime | None = None,
+        same_instant_share: float = 0.0,
     ) -> None:
         self.api_key = api_key
         self.host = host
         self.port = port
-        self.dataset = Dataset(receivables, seed, anchor)
+        self.dataset = Dataset(receivables, seed, anchor, same_instant_share)
         self.plan = FaultPlan()
         self.max_history_limit: int | None = None
         self.order = "updated_at"
@@ -382,6 +386,10 @@ class Sandbox:
 
     def insert(self, count: int) -> list[str]:
         return self.dataset.insert(count)
+
+    def set_raw(self, rid: str, **fields: t.Any) -> None:
+        """Make the API answer these raw values for receivable `rid` (see Dataset.set_raw)."""
+        self.dataset.set_raw(rid, **fields)
 
     def start_churn(self, per_second: float, insert_ratio: float = 0.0) -> None:
         self.stop_churn()

@@ -8,12 +8,16 @@ larger limits until the history reaches the covered bound or ends.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import typing as t
 from urllib.parse import quote
 
+import msgspec
+
 from tap_kapwork.errors import BadRequestError, KapworkError, NotFoundError
+from tap_kapwork.records import SchemaViolationError, is_date_time
 from tap_kapwork.timestamps import parse_timestamp
 
 if t.TYPE_CHECKING:
@@ -142,7 +146,11 @@ class HistoryCompleter:
 def history_rows(
     receivable_id: str, history: list[dict], covered: Covered | None
 ) -> Iterator[dict[str, t.Any]]:
-    """One row per changed field per history entry that earlier runs did not emit."""
+    """One row per changed field per history entry that earlier runs did not emit.
+
+    Every row validates against the stream's schema (see records.py): `changed_at` is
+    an RFC 3339 date-time or the run stops, and values are `history_value`s.
+    """
     for entry in history:
         changes = entry.get("changes") if isinstance(entry, dict) else None
         changed_at = entry.get("changed_at") if isinstance(entry, dict) else None
@@ -151,26 +159,64 @@ def history_rows(
                 f"Receivable {receivable_id} has a history entry without 'changed_at' and "
                 "'changes'; the API response does not match the documented history object."
             )
+        if not is_date_time(changed_at):
+            raise SchemaViolationError(
+                f"Receivable {receivable_id} has a history entry with changed_at "
+                f"{changed_at[:40]!r}, which is not an ISO 8601 date-time with a time zone; "
+                "the API response does not match the documented history object. Ask "
+                "Kapwork to correct it, or deselect receivable_history."
+            )
         if covered is not None and not covered.admits(parse_timestamp(changed_at)):
             continue
         for field, change in changes.items():
             if not isinstance(change, dict):
                 change = {"to": change}
             before, after = change.get("from"), change.get("to")
+            if type(before) is float and before.is_integer():
+                before = int(before)
+            if type(after) is float and after.is_integer():
+                after = int(after)
             yield {
                 "receivable_id": receivable_id,
                 "changed_at": changed_at,
                 "field": field,
+                "change_hash": change_hash(before, after),
                 "from_value": before if type(before) in PLAIN else plain_value(before),
                 "to_value": after if type(after) in PLAIN else plain_value(after),
             }
 
 
 PLAIN = frozenset({str, int, bool, type(None)})
+# Compact JSON, object keys sorted: one spelling per value, so one hash per change.
+_canonical = msgspec.json.Encoder(order="sorted").encode
+_hashes: dict[bytes, str] = {}
+
+
+def change_hash(before: t.Any, after: t.Any) -> str:
+    """Tells apart changes of one field at one instant (PENDING→APPROVED, APPROVED→PAID).
+
+    The first 16 hex digits of SHA-256 over the compact JSON array `[from, to]` (object
+    keys sorted, integral numbers as integers): the same change always gets the same
+    hash, so re-emitted rows upsert onto themselves.
+    """
+    text = _canonical((before, after))
+    digest = _hashes.get(text)
+    if digest is None:
+        # Most changes repeat (status moves); a small cache skips most of the hashing.
+        if len(_hashes) >= 1 << 16:
+            _hashes.clear()
+        digest = _hashes[text] = hashlib.sha256(text).hexdigest()[:16]
+    return digest
 
 
 def plain_value(value: t.Any) -> t.Any:
-    """Strings, integers, booleans and null as they are; anything else as JSON text."""
+    """Strings, integers, booleans and null as they are; anything else as JSON text.
+
+    Integral numbers (150000.0) arrive as integers; fractions, objects and arrays as
+    their JSON text with keys sorted (`json.dumps`), e.g. "12.5" or '{"a": 1}'.
+    """
+    if type(value) is float and value.is_integer():
+        return int(value)
     if value is None or isinstance(value, (str, int)):  # bool is an int
         return value
     return json.dumps(value, sort_keys=True, ensure_ascii=False)

@@ -21,6 +21,7 @@ from tap_kapwork.errors import BadRequestError, KapworkError
 from tap_kapwork.history import HistoryCompleter, HistoryLimits, history_rows
 from tap_kapwork.output import BufferedMsgSpecWriter, PlainRecordOutput
 from tap_kapwork.paging import Listing, Page
+from tap_kapwork.records import ReceivableConformer
 from tap_kapwork.timestamps import (
     UTC,
     Covered,
@@ -136,7 +137,7 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
             with fewer_gc_passes():
                 yield from self._sync_listing(context)
         finally:
-            writer = self._tap.message_writer
+            writer = self.message_writer
             if isinstance(writer, BufferedMsgSpecWriter):
                 writer.flush()
             if self.retry_stats.total:
@@ -284,8 +285,14 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
 
     def _project(self, row: dict) -> dict:
         # Only schema fields: `history` travels in its own stream, and fields the API
-        # adds later must not reach targets that have no column for them.
-        return {key: value for key, value in row.items() if key in self._FIELDS}
+        # adds later must not reach targets that have no column for them. Each value is
+        # checked against the schema (records.py): every RECORD validates against it.
+        return self._conform(row)
+
+    @cached_property
+    def _conform(self) -> ReceivableConformer:
+        selected = [n for n in self._FIELDS if self.mask.get(("properties", n), True)]
+        return ReceivableConformer(self.schema, selected)
 
     @override
     def _process_record(
@@ -313,7 +320,8 @@ class ReceivableHistoryStream(PlainRecordOutput, Stream):
 
     name = "receivable_history"
     parent_stream_type = ReceivablesStream
-    primary_keys = ("receivable_id", "changed_at", "field")
+    # change_hash tells apart two changes of one field stamped with the same instant.
+    primary_keys = ("receivable_id", "changed_at", "field", "change_hash")
     replication_key = "changed_at"
     is_sorted = False
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
@@ -322,6 +330,12 @@ class ReceivableHistoryStream(PlainRecordOutput, Stream):
         th.Property("receivable_id", th.StringType, required=True),
         th.Property("changed_at", th.DateTimeType, required=True),
         th.Property("field", th.StringType, required=True, description="The field that changed"),
+        th.Property(
+            "change_hash",
+            th.StringType,
+            required=True,
+            description="First 16 hex digits of SHA-256 over the JSON [from, to]",
+        ),
         th.Property("from_value", HISTORY_VALUE, description="Value before the change"),
         th.Property("to_value", HISTORY_VALUE, description="Value after the change"),
     ).to_dict()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -125,6 +126,30 @@ def emitted_history_rows(records: list[dict]) -> list[tuple]:
         )
         for r in records
     ]
+
+
+def change_hash(before: t.Any, after: t.Any) -> str:
+    """The documented history key column, computed here independently of the tap."""
+    if isinstance(before, float) and before.is_integer():
+        before = int(before)
+    if isinstance(after, float) and after.is_integer():
+        after = int(after)
+    text = json.dumps([before, after], separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def truth_history_keys(truth: list[dict]) -> set[tuple]:
+    """(receivable_id, changed_at, field, change_hash): the history primary key, from truth."""
+    return {
+        (rec["id"], entry["changed_at"], name, change_hash(change.get("from"), change.get("to")))
+        for rec in truth
+        for entry in rec.get("history") or []
+        for name, change in entry["changes"].items()
+    }
+
+
+def emitted_history_keys(records: list[dict]) -> list[tuple]:
+    return [(r["receivable_id"], r["changed_at"], r["field"], r["change_hash"]) for r in records]
 
 
 def _key(value: t.Any) -> t.Any:

@@ -97,11 +97,12 @@ def test_discover_describes_both_streams(sandbox):
     assert props["metadata"]["additionalProperties"] is True
     assert "history" not in props
     history = streams["receivable_history"]
-    assert history["key_properties"] == ["receivable_id", "changed_at", "field"]
+    assert history["key_properties"] == ["receivable_id", "changed_at", "field", "change_hash"]
     assert set(history["schema"]["properties"]) == {
         "receivable_id",
         "changed_at",
         "field",
+        "change_hash",
         "from_value",
         "to_value",
     }
