@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import typing as t
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +85,72 @@ def run_tap(
     if check and proc.returncode != 0:
         raise AssertionError(f"tap-kapwork exited {proc.returncode}:\n{proc.stderr[-4000:]}")
     return run
+
+
+def run_tap_cli(
+    *args: str,
+    files: t.Mapping[str, str] | None = None,
+    env: t.Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> TapRun:
+    """`tap-kapwork *args` as a user types it. `files` (name -> text, written as is) land
+    in a temporary folder, and `{name}` in `args` is replaced by that file's path."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name, text in (files or {}).items():
+            paths[name] = str(Path(tmp, name))
+            Path(tmp, name).write_text(text)
+        argv = [TAP]
+        for arg in args:
+            for name, path in paths.items():
+                arg = arg.replace("{" + name + "}", path)
+            argv.append(arg)
+        full_env = {**os.environ, **(env or {})} if env is not None else None
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=full_env,
+            cwd=tmp,
+        )
+    run = TapRun(proc.returncode, proc.stdout, proc.stderr)
+    run.messages = [json.loads(line) for line in proc.stdout.split("\n") if line.strip()]
+    return run
+
+
+def assert_one_line_failure(
+    run: TapRun, *phrases: str, secret: str = API_KEY, mid_run: bool = False
+) -> str:
+    """Exit code != 0, no traceback, the key nowhere, one ERROR line naming it, and no
+    RECORD (or, for a failure `mid_run`, no bookmark written: the next run re-reads)."""
+    assert run.returncode != 0
+    if mid_run:
+        assert not [s for s in run.states if "replication_key_value" in json.dumps(s)]
+    else:
+        assert not [m for m in run.messages if m["type"] == "RECORD"]
+    assert "Traceback" not in run.stderr
+    assert "An unhandled error occurred" not in run.stderr
+    assert_secret_absent(run, secret)
+    (line,) = run.error_lines
+    for phrase in phrases:
+        assert phrase in line, line
+    return line
+
+
+def assert_secret_absent(run: TapRun, secret: str) -> None:
+    """`secret` in none of its spellings: raw, JSON-escaped, bytes repr, URL-encoded."""
+    output = run.stdout + run.stderr
+    spellings = {
+        secret,
+        json.dumps(secret)[1:-1],
+        repr(secret.encode())[2:-1],
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret, safe=""),
+    }
+    for spelling in spellings:
+        assert spelling not in output, f"the key appears as {spelling!r}"
 
 
 def _write(directory: str, name: str, content: dict) -> str:
