@@ -98,8 +98,10 @@ def install_secret_redaction(secret: str) -> None:
         message = record.getMessage()
         record.msg, record.args = redact(message), None
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
             record.exc_info = None
+        if record.exc_text:  # formatted here, or by an earlier factory in the chain
+            record.exc_text = redact(record.exc_text)
         return record
 
     factory._kapwork_redacts = secret  # type: ignore[attr-defined]

@@ -105,3 +105,18 @@ def test_the_sdk_unhandled_line_is_dropped_only_for_reported_failures(error, dro
         assert sys.exc_info()[1] is error
         assert quiet.filter(record) is not dropped
         assert quiet.filter(other) is True
+
+
+def test_redaction_holds_when_two_spellings_of_a_key_are_installed(caplog):
+    # The tap installs the key as given and stripped: a chain of two record factories.
+    first, second = "kw_chain_first_1234", "kw_chain_second_5678"
+    install_secret_redaction(first)
+    install_secret_redaction(second)
+    with caplog.at_level(logging.INFO):
+        try:
+            raise ValueError(f"{first} and {second}")
+        except ValueError:
+            logging.getLogger("tap-kapwork.test-errors").exception("with %s", first)
+    text = caplog.text
+    assert first not in text
+    assert second not in text
