@@ -172,32 +172,32 @@ def history_rows(
             if not isinstance(change, dict):
                 change = {"to": change}
             before, after = change.get("from"), change.get("to")
-            if type(before) is float and before.is_integer():
-                before = int(before)
-            if type(after) is float and after.is_integer():
-                after = int(after)
+            if type(before) not in PLAIN:
+                before = plain_value(before)
+            if type(after) not in PLAIN:
+                after = plain_value(after)
             yield {
                 "receivable_id": receivable_id,
                 "changed_at": changed_at,
                 "field": field,
                 "change_hash": change_hash(before, after),
-                "from_value": before if type(before) in PLAIN else plain_value(before),
-                "to_value": after if type(after) in PLAIN else plain_value(after),
+                "from_value": before,
+                "to_value": after,
             }
 
 
 PLAIN = frozenset({str, int, bool, type(None)})
-# Compact JSON, object keys sorted: one spelling per value, so one hash per change.
-_canonical = msgspec.json.Encoder(order="sorted").encode
+# Compact JSON (the values are plain by then: strings, integers, booleans, null).
+_canonical = msgspec.json.Encoder().encode
 _hashes: dict[bytes, str] = {}
 
 
 def change_hash(before: t.Any, after: t.Any) -> str:
     """Tells apart changes of one field at one instant (PENDING→APPROVED, APPROVED→PAID).
 
-    The first 16 hex digits of SHA-256 over the compact JSON array `[from, to]` (object
-    keys sorted, integral numbers as integers): the same change always gets the same
-    hash, so re-emitted rows upsert onto themselves.
+    The first 16 hex digits of SHA-256 over the compact JSON array
+    `[from_value, to_value]` of the row, UTF-8: the same change always gets the same
+    hash, so re-emitted rows upsert onto themselves, and anyone can recompute it.
     """
     text = _canonical((before, after))
     digest = _hashes.get(text)

@@ -198,13 +198,20 @@ def emitted_history_rows(records: list[dict]) -> list[tuple]:
     ]
 
 
+def arrival(value: t.Any) -> t.Any:
+    """A history value as the README says it arrives: strings, integers (integral numbers
+    too), booleans and null as they are; anything else as JSON text, keys sorted."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value is None or isinstance(value, (str, int)):
+        return value
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
 def change_hash(before: t.Any, after: t.Any) -> str:
-    """The documented history key column, computed here independently of the tap."""
-    if isinstance(before, float) and before.is_integer():
-        before = int(before)
-    if isinstance(after, float) and after.is_integer():
-        after = int(after)
-    text = json.dumps([before, after], separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    """The documented history key column, computed here independently of the tap: SHA-256
+    of the compact JSON `[from_value, to_value]`, first 16 hex digits."""
+    text = json.dumps([arrival(before), arrival(after)], separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

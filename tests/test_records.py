@@ -4,13 +4,13 @@ stays the same, anything else one line naming the receivable and the field."""
 from __future__ import annotations
 
 import copy
-import json
 import random
 
 import jsonschema
 import pytest
 from helpers import (
     API_KEY,
+    arrival,
     assert_one_line_failure,
     discover,
     emitted_history_rows,
@@ -108,14 +108,8 @@ def _arrivals(truth: list[dict]) -> list[tuple]:
     """History rows as the README says they arrive: strings, integers, booleans and null
     as they are (integral numbers as integers), anything else as JSON text, keys sorted."""
 
-    def arrive(value):
-        value = _normal(value)
-        if value is None or isinstance(value, (str, int)):
-            return value
-        return json.dumps(value, sort_keys=True, ensure_ascii=False)
-
     return [
-        (r["id"], e["changed_at"], field, arrive(c.get("from")), arrive(c.get("to")))
+        (r["id"], e["changed_at"], field, arrival(c.get("from")), arrival(c.get("to")))
         for r in truth
         for e in r["history"]
         for field, c in e["changes"].items()
