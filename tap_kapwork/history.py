@@ -151,10 +151,15 @@ def history_rows(
     Every row validates against the stream's schema (see records.py): `changed_at` is
     an RFC 3339 date-time or the run stops, and values are `history_value`s.
     """
+    # The hot path of a full sync (a row per changed field): names bound locally, and the
+    # hash of a change seen before (most status moves) looked up, not recomputed.
+    hashes, canonical, plain = _hashes, _canonical, PLAIN
     for entry in history:
-        changes = entry.get("changes") if isinstance(entry, dict) else None
-        changed_at = entry.get("changed_at") if isinstance(entry, dict) else None
-        if not isinstance(changes, dict) or not isinstance(changed_at, str):
+        if type(entry) is dict:
+            changes, changed_at = entry.get("changes"), entry.get("changed_at")
+        else:
+            changes = changed_at = None
+        if type(changes) is not dict or type(changed_at) is not str:
             raise KapworkError(
                 f"Receivable {receivable_id} has a history entry without 'changed_at' and "
                 "'changes'; the API response does not match the documented history object."
@@ -169,18 +174,21 @@ def history_rows(
         if covered is not None and not covered.admits(parse_timestamp(changed_at)):
             continue
         for field, change in changes.items():
-            if not isinstance(change, dict):
-                change = {"to": change}
-            before, after = change.get("from"), change.get("to")
-            if type(before) not in PLAIN:
+            if type(change) is dict:
+                before, after = change.get("from"), change.get("to")
+            else:
+                before, after = None, change
+            if type(before) not in plain:
                 before = plain_value(before)
-            if type(after) not in PLAIN:
+            if type(after) not in plain:
                 after = plain_value(after)
+            text = canonical((before, after))
+            digest = hashes.get(text)
             yield {
                 "receivable_id": receivable_id,
                 "changed_at": changed_at,
                 "field": field,
-                "change_hash": change_hash(before, after),
+                "change_hash": digest if digest is not None else change_hash(before, after),
                 "from_value": before,
                 "to_value": after,
             }

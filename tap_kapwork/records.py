@@ -29,6 +29,8 @@ _DATE_TIME = re.compile(
     r"(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
 ).fullmatch
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}").fullmatch
+# The characters at offsets 4, 7, 10, 13 and 16 of YYYY-MM-DDTHH:MM:SS.
+_SEPARATORS = frozenset({"--T::", "--t::"})
 # Calendar validity of the YYYY-MM-DD part, cached: a run sees a few hundred dates.
 _calendar: dict[str, bool] = {}
 
@@ -59,18 +61,16 @@ def is_date_time(value: object) -> bool:
     # C parser for digits and ranges; what it rejects (long fractions on Python 3.10)
     # gets the regex. Both agree with jsonschema's "date-time" check (rfc3339-validator),
     # which is stricter than RFC 3339 itself: no space separator, no leap second.
-    if (
-        len(value) >= 20
-        and value[4] == "-"
-        and value[7] == "-"
-        and value[10] in "Tt"
-        and value[13] == ":"
-        and value[16] == ":"
-        and value[19] in ".Zz+-"
-        and (value[-1] in "Zz" or (value[-6] in "+-" and value[-3] == ":"))
-    ):
+    if len(value) >= 20 and value[4:17:3] in _SEPARATORS and value[19] in ".Zz+-":
+        tail = value[-1]
+        if tail == "Z" or tail == "z":
+            text = value[:-1]
+        elif value[-6] in "+-" and value[-3] == ":":
+            text = value
+        else:
+            return False
         try:
-            dt.datetime.fromisoformat(value[:-1] if value[-1] in "Zz" else value)
+            dt.datetime.fromisoformat(text)
         except ValueError:
             pass
         else:
