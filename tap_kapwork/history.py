@@ -149,7 +149,7 @@ def history_rows(
     """One row per changed field per history entry that earlier runs did not emit.
 
     Every row validates against the stream's schema (see records.py): `changed_at` is
-    an RFC 3339 date-time or the run stops, and values are `history_value`s.
+    an RFC 3339 date-time or the run stops, and values are plain (`plain_value`).
     """
     # The hot path of a full sync (a row per changed field): names bound locally, and the
     # hash of a change seen before (most status moves) looked up, not recomputed.

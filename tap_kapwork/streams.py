@@ -334,7 +334,7 @@ class ReceivableHistoryStream(PlainRecordOutput, Stream):
             "change_hash",
             th.StringType,
             required=True,
-            description="First 16 hex digits of SHA-256 over the JSON [from, to]",
+            description="First 16 hex digits of SHA-256 of the JSON [from_value, to_value]",
         ),
         th.Property("from_value", HISTORY_VALUE, description="Value before the change"),
         th.Property("to_value", HISTORY_VALUE, description="Value after the change"),
