@@ -184,11 +184,13 @@ def history_rows(
                 after = plain_value(after)
             text = canonical((before, after))
             digest = hashes.get(text)
+            if digest is None:
+                digest = _hash_of(text)
             yield {
                 "receivable_id": receivable_id,
                 "changed_at": changed_at,
                 "field": field,
-                "change_hash": digest if digest is not None else change_hash(before, after),
+                "change_hash": digest,
                 "from_value": before,
                 "to_value": after,
             }
@@ -209,11 +211,14 @@ def change_hash(before: t.Any, after: t.Any) -> str:
     """
     text = _canonical((before, after))
     digest = _hashes.get(text)
-    if digest is None:
-        # Most changes repeat (status moves); a small cache skips most of the hashing.
-        if len(_hashes) >= 1 << 16:
-            _hashes.clear()
-        digest = _hashes[text] = hashlib.sha256(text).hexdigest()[:16]
+    return digest if digest is not None else _hash_of(text)
+
+
+def _hash_of(text: bytes) -> str:
+    # Many changes repeat (status moves): a bounded cache skips their hashing.
+    if len(_hashes) >= 1 << 16:
+        _hashes.clear()
+    digest = _hashes[text] = hashlib.sha256(text).hexdigest()[:16]
     return digest
 
 

@@ -83,7 +83,12 @@ def is_date_time(value: object) -> bool:
 
 def is_date(value: object) -> bool:
     """True for a YYYY-MM-DD calendar date."""
-    return type(value) is str and _DATE(value) is not None and _is_calendar_date(value)
+    if type(value) is not str:
+        return False
+    known = _calendar.get(value)  # a run sees a few hundred dates: mostly a dict hit
+    if known is not None:
+        return known
+    return _DATE(value) is not None and _is_calendar_date(value)
 
 
 def _kind(value: object) -> str:
@@ -186,32 +191,43 @@ class ReceivableConformer:
             for name in self.fields
             if (check := _checker(name, properties[name])) is not None
         }
-        # Fast path: a plain string, or a dict with no declared properties, is right by
-        # its type alone; every other field goes through its check.
-        self._by_type = {
-            name: str if check is _string else dict
+        # A plain string, or a dict with no declared properties, is right by its type
+        # alone (one comparison); the other fields go through their check.
+        self._by_type = tuple(
+            (name, str if check is _string else dict)
             for name, check in self._checks.items()
             if check in (_string, _object)
-        }
+        )
+        self._checked = tuple(
+            (name, check) for name, check in self._checks.items() if check not in (_string, _object)
+        )
         self._required = tuple(n for n in schema.get("required", ()) if n in self.fields)
 
     def __call__(self, row: dict) -> dict:
         """The schema's fields of `row`, each as the schema declares it."""
-        fields, by_type, checks = self.fields, self._by_type, self._checks
-        record = {}
-        for key, value in row.items():
-            if key not in fields:
-                continue
-            if value is not None and type(value) is not by_type.get(key) and key in checks:
-                try:
-                    value = checks[key](value)
-                except _Unfit as unfit:
-                    raise violation(row.get("id"), key, value, unfit.why) from None
-            record[key] = value
+        fields = self.fields
+        record = {key: value for key, value in row.items() if key in fields}
+        get = record.get
+        for key, kind in self._by_type:
+            value = get(key)
+            if value is not None and type(value) is not kind:
+                self._check(row, record, key)
+        for key, check in self._checked:
+            value = get(key)
+            if value is not None and check(value) is not value:
+                self._check(row, record, key)
         for key in self._required:
-            if record.get(key) is None:
+            if get(key) is None:
                 raise violation(row.get("id"), key, None, "is required")
         return record
+
+    def _check(self, row: dict, record: dict, key: str) -> None:
+        """The slow path: normalise `record[key]` in place, or raise the one-line error."""
+        value = record[key]
+        try:
+            record[key] = self._checks[key](value)
+        except _Unfit as unfit:
+            raise violation(row.get("id"), key, value, unfit.why) from None
 
 
 def violation(receivable_id: t.Any, field: str, value: t.Any, why: str) -> KapworkError:
