@@ -214,20 +214,26 @@ class ReceivableConformer:
                 self._check(row, record, key)
         for key, check in self._checked:
             value = get(key)
-            if value is not None and check(value) is not value:
-                self._check(row, record, key)
+            if value is not None:
+                try:
+                    checked = check(value)
+                except _Unfit as unfit:
+                    raise violation(row.get("id"), key, value, unfit.why) from None
+                if checked is not value:  # normalised: 150000.0 -> 150000
+                    record[key] = checked
         for key in self._required:
             if get(key) is None:
                 raise violation(row.get("id"), key, None, "is required")
         return record
 
     def _check(self, row: dict, record: dict, key: str) -> None:
-        """The slow path: normalise `record[key]` in place, or raise the one-line error."""
+        """A value of the wrong type: raise the one-line error."""
         value = record[key]
         try:
-            record[key] = self._checks[key](value)
+            self._checks[key](value)
         except _Unfit as unfit:
             raise violation(row.get("id"), key, value, unfit.why) from None
+        raise violation(row.get("id"), key, value, "is not of the schema's type")
 
 
 def violation(receivable_id: t.Any, field: str, value: t.Any, why: str) -> KapworkError:
