@@ -41,6 +41,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="run the API's clock this far ahead (or behind, < 0) of this machine's",
     )
+    parser.add_argument(
+        "--same-instant-share",
+        type=float,
+        default=0.0,
+        help="share of histories with two changes of one field stamped with the same instant",
+    )
     parser.add_argument("--allow-remote", action="store_true", help="listen on a non-loopback host")
     args = parser.parse_args(argv)
 
@@ -61,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         anchor,
         clock_offset_seconds=args.clock_offset_seconds,
         profile=args.profile,
+        same_instant_share=args.same_instant_share,
     )
     sandbox.max_history_limit = args.max_history_limit
     if args.latency_ms:

@@ -115,10 +115,13 @@ class Dataset:
         seed: int,
         anchor: dt.datetime | None = None,
         clock_offset: dt.timedelta = dt.timedelta(0),
+        same_instant_share: float = 0.0,
     ) -> None:
         self.seed = seed
         # The API's clock: this machine's plus `clock_offset` (stamps of new changes).
         self.clock_offset = clock_offset
+        # Share of histories with two changes of `portal_status` stamped with one instant.
+        self.same_instant_share = same_instant_share
         self.anchor = (anchor or default_anchor(clock_offset)).astimezone(UTC)
         self.lock = threading.RLock()
         self._rng = random.Random(seed)
@@ -221,7 +224,16 @@ class Dataset:
         moments = [detected + dt.timedelta(milliseconds=o) for o in offsets]
         if changes:
             moments.append(updated)
-        history = [self._change(state, portal, stamp(m)) for m in moments]
+        paired: tuple[int, ...] = ()
+        # Drawn only when asked for, so that existing seeds give the same data.
+        if self.same_instant_share and changes >= 2 and rng.random() < self.same_instant_share:
+            first = rng.randrange(changes - 1)
+            paired = (first, first + 1)
+            moments[first] = moments[first + 1]  # e.g. PENDING→APPROVED, APPROVED→PAID at once
+        history = [
+            self._change(state, portal, stamp(m), ("status",) if i in paired else None)
+            for i, m in enumerate(moments)
+        ]
         history.reverse()
         return {
             "id": self._new_id(),
@@ -247,10 +259,17 @@ class Dataset:
             "_verified_at": stamp(updated),
         }
 
-    def _change(self, state: dict[str, t.Any], portal: str, changed_at: str) -> dict:
-        """Apply 1-3 field changes to `state`; return the history entry."""
+    def _change(
+        self,
+        state: dict[str, t.Any],
+        portal: str,
+        changed_at: str,
+        fields: t.Sequence[str] | None = None,
+    ) -> dict:
+        """Apply 1-3 field changes to `state` (or these `fields`); return the history entry."""
         rng = self._rng
-        fields = rng.sample(TRACKED, rng.choice([1, 1, 1, 2, 3]))
+        if fields is None:
+            fields = rng.sample(TRACKED, rng.choice([1, 1, 1, 2, 3]))
         changes: dict[str, dict[str, t.Any]] = {}
         for field in fields:
             old = state[field]
@@ -371,6 +390,14 @@ class Dataset:
             del self._index[position]
         record["updated_at"] = updated_at
         bisect.insort(self._index, (updated_at, record["id"]))
+
+    def set_raw(self, rid: str, **fields: t.Any) -> None:
+        """Overwrite fields exactly as given, for values the docs do not promise (a
+        fraction in amount_cents, a null updated_at, a malformed history). The listing
+        keeps finding the receivable where it was."""
+        with self.lock:
+            self.records[rid].update(copy.deepcopy(fields))
+            self.version += 1
 
     # queries ------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import random
 import threading
 import time
 
-KINDS = ("drop", "error", "rate_limit", "truncate", "html", "missing_data")
+KINDS = ("drop", "error", "rate_limit", "truncate", "html", "missing_data", "trickle")
 
 
 @dataclasses.dataclass
@@ -23,6 +23,10 @@ class Faults:
     drop_rate: float = 0.0
     html_rate: float = 0.0
     missing_data_rate: float = 0.0
+    # A trickled answer sends its body `trickle_bytes` at a time, `trickle_interval_ms` apart.
+    trickle_rate: float = 0.0
+    trickle_bytes: int = 16
+    trickle_interval_ms: float = 100
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -66,6 +70,7 @@ class FaultPlan:
                 f.truncate_rate,
                 f.html_rate,
                 f.missing_data_rate,
+                f.trickle_rate,
             )
             for kind, rate in zip(KINDS, rates, strict=True):
                 if rate and self._rng.random() < rate:

@@ -234,7 +234,13 @@ class RealisticDataset(Dataset):
 
     # mutation -----------------------------------------------------------------------
 
-    def _change(self, state: dict[str, t.Any], portal: str, changed_at: str) -> dict:
+    def _change(
+        self,
+        state: dict[str, t.Any],
+        portal: str,
+        changed_at: str,
+        fields: t.Sequence[str] | None = None,
+    ) -> dict:
         """One step forward in the lifecycle (used by `mutate`); closed ones get a new PO.
 
         NB: overrides the edge profile's random field changes, so a PAID receivable never
@@ -266,10 +272,11 @@ def build_dataset(
     seed: int,
     anchor: dt.datetime | None = None,
     clock_offset: dt.timedelta = dt.timedelta(0),
+    same_instant_share: float = 0.0,
 ) -> Dataset:
     """`edge`: the edge cases the tap's tests use; `realistic`: the demo's portfolio."""
     if profile == "edge":
-        return Dataset(receivables, seed, anchor, clock_offset)
+        return Dataset(receivables, seed, anchor, clock_offset, same_instant_share)
     if profile == "realistic":
         return RealisticDataset(receivables, seed, anchor, clock_offset)
     raise ValueError(f"unknown sandbox profile {profile!r}: use one of {', '.join(PROFILES)}")

@@ -149,7 +149,27 @@ class Handler(BaseHTTPRequestHandler):
         payload = json.dumps(body, ensure_ascii=False).encode()
         if fault == "truncate":
             payload = payload[: max(1, len(payload) // 2)]
+        if fault == "trickle":
+            self._trickle(entry, payload)
+            return
         self._send_bytes(entry, 200, payload, "application/json")
+
+    def _trickle(self, entry: dict, payload: bytes) -> None:
+        """A 200 whose body arrives a few bytes at a time: no single read ever times out."""
+        faults = self.server.sandbox.plan.faults
+        entry["status"] = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        step = max(1, faults.trickle_bytes)
+        try:
+            for start in range(0, len(payload), step):
+                self.wfile.write(payload[start : start + step])
+                self.wfile.flush()
+                time.sleep(faults.trickle_interval_ms / 1000)
+        except OSError:  # the client gave up and closed the connection
+            self.close_connection = True
 
     def _api(self, path: str, params: dict[str, list[str]]) -> dict:
         sandbox = self.server.sandbox
@@ -238,6 +258,9 @@ class Handler(BaseHTTPRequestHandler):
                     ),
                     "inserted": sandbox.insert(int(body.get("insert", 0))),
                 }
+            elif path == "/_sandbox/raw" and method == "POST":
+                sandbox.set_raw(str(body["id"]), **body.get("fields", {}))
+                result = {"ok": True}
             elif path == "/_sandbox/faults" and method == "POST":
                 sandbox.set_faults(**body)
                 result = dict(vars(sandbox.faults))
@@ -327,6 +350,7 @@ class Sandbox:
         clock_offset_seconds: float = 0,
         verified_since_field: str = "updated_at",
         profile: str = "edge",
+        same_instant_share: float = 0.0,
     ) -> None:
         self.api_key = api_key
         self.host = host
@@ -335,7 +359,8 @@ class Sandbox:
         # Date header, the stamps of new changes and its 24-hour default follow it.
         # `edge` (the tests' default) or `realistic` (the demo's), see portfolio.py
         self.dataset = build_dataset(
-            profile, receivables, seed, anchor, _seconds(clock_offset_seconds)
+            profile, receivables, seed, anchor, _seconds(clock_offset_seconds),
+            same_instant_share,
         )
         self.plan = FaultPlan()
         self.max_history_limit: int | None = None
@@ -417,6 +442,10 @@ class Sandbox:
 
     def insert(self, count: int) -> list[str]:
         return self.dataset.insert(count)
+
+    def set_raw(self, rid: str, **fields: t.Any) -> None:
+        """Make the API answer these raw values for receivable `rid` (see Dataset.set_raw)."""
+        self.dataset.set_raw(rid, **fields)
 
     def start_churn(self, per_second: float, insert_ratio: float = 0.0) -> None:
         self.stop_churn()

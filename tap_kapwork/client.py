@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 import backoff
 import msgspec
 import requests
+import urllib3.exceptions
+from singer_sdk import metrics
 from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.streams import RESTStream
@@ -25,6 +27,9 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator
 
     from backoff.types import Details
+    from singer_sdk.singerlib.encoding import GenericSingerWriter
+
+    from tap_kapwork.tap import TapKapwork
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -40,6 +45,8 @@ TRANSIENT_STATUSES = {
 }
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 60.0
+# Bytes asked of the socket per read while a body arrives (each read returns what is there).
+READ_CHUNK_BYTES = 1 << 18
 
 
 class RateLimitedError(RetriableAPIError):
@@ -52,6 +59,40 @@ class RateLimitedError(RetriableAPIError):
 
 class InvalidBodyError(RetriableAPIError):
     """A 2xx whose body is not the JSON object the docs describe (often cut short)."""
+
+
+class AttemptTimeoutError(requests.exceptions.Timeout):
+    """One attempt (connect, answer and whole body) outlasted request_timeout."""
+
+
+class RetryBudgetError(KapworkError):
+    """The API asked for a longer wait (Retry-After) than the retry budget has left."""
+
+
+def read_body(response: requests.Response, deadline: float) -> bytes:
+    """The whole body of a `stream=True` response, or AttemptTimeoutError at `deadline`.
+
+    requests' timeout bounds each socket read, not the response: a body that trickles
+    in a few bytes at a time never trips it. `read1` returns whatever has arrived, so
+    the deadline is checked at least once per read timeout.
+    """
+    raw = response.raw
+    chunks: list[bytes] = []
+    try:
+        while chunk := raw.read1(READ_CHUNK_BYTES):
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise AttemptTimeoutError("the body was still arriving at the deadline")
+    except AttemptTimeoutError:
+        raise
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise AttemptTimeoutError("no byte arrived for a whole read timeout") from exc
+    except urllib3.exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    except (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError, OSError) as exc:
+        # A connection dropped mid-body, or a body shorter than its Content-Length.
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    return b"".join(chunks)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -129,10 +170,10 @@ class RetryStats:
         return f"{self.total} retries ({kinds or 'none'}), {self.waited:.1f} s spent waiting"
 
 
-def _error_detail(response: requests.Response) -> tuple[str, str | None]:
+def _error_detail(response: requests.Response, content: bytes) -> tuple[str, str | None]:
     """The API's own error message and the parameter it names, when it gives them."""
     try:
-        body = response.json()
+        body = _decode(content)
     except ValueError:
         return response.reason or "", None
     error = body.get("error") if isinstance(body, dict) else None
@@ -167,15 +208,25 @@ class KapworkStream(RESTStream[int]):
     @property
     @override
     def timeout(self) -> int:
+        """Seconds one attempt may take, body included (see `read_body`)."""
         return self.config["request_timeout"]
 
     @property
+    def kapwork_tap(self) -> TapKapwork:
+        """The tap that runs this stream, with its shared objects typed."""
+        return t.cast("TapKapwork", self._tap)
+
+    @property
     def gate(self) -> RateLimitGate:
-        return self._tap.rate_limit_gate  # type: ignore[attr-defined,no-any-return]
+        return self.kapwork_tap.rate_limit_gate
 
     @property
     def retry_stats(self) -> RetryStats:
-        return self._tap.retry_stats  # type: ignore[attr-defined,no-any-return]
+        return self.kapwork_tap.retry_stats
+
+    @property
+    def message_writer(self) -> GenericSingerWriter[t.Any, t.Any]:
+        return self.kapwork_tap.message_writer
 
     @property
     @override
@@ -188,8 +239,12 @@ class KapworkStream(RESTStream[int]):
             session = local.session = requests.Session()
         return session
 
-    @override
-    def validate_response(self, response: requests.Response) -> None:
+    def check_response(self, response: requests.Response, content: bytes) -> dict[str, t.Any]:
+        """Raise for an answer that is not a documented success; else the decoded body.
+
+        The SDK's `validate_response` hook reads `response.content`; here the body was
+        read against a deadline first (see `read_body`), so it is passed in.
+        """
         status = response.status_code
         if status in TRANSIENT_STATUSES:
             message = f"{status} {response.reason} from {self._where(response)}"
@@ -204,14 +259,14 @@ class KapworkStream(RESTStream[int]):
                 "partner key for this api_url."
             )
         if status == HTTPStatus.NOT_FOUND:
-            detail, _ = _error_detail(response)
+            detail, _ = _error_detail(response, content)
             raise NotFoundError(
                 f"404 Not Found from {self._where(response)}: {detail}. Check api_url."
             )
         if status == HTTPStatus.BAD_REQUEST:
-            raise self.bad_request(response)
+            raise self.bad_request(response, content)
         if not 200 <= status < 300:
-            detail, _ = _error_detail(response)
+            detail, _ = _error_detail(response, content)
             hint = ""
             if 300 <= status < 400:
                 location = response.headers.get("Location")
@@ -226,10 +281,10 @@ class KapworkStream(RESTStream[int]):
             )
         # A body cut short by a proxy or a dropped stream still arrives as a 200.
         try:
-            payload = _decode(response.content)
+            payload = _decode(content)
         except ValueError as exc:
             raise InvalidBodyError(
-                f"invalid JSON body ({len(response.content)} bytes) from {self._where(response)}",
+                f"invalid JSON body ({len(content)} bytes) from {self._where(response)}",
                 response,
             ) from exc
         if not isinstance(payload, dict):
@@ -237,10 +292,10 @@ class KapworkStream(RESTStream[int]):
                 f"a JSON {type(payload).__name__}, not an object, from {self._where(response)}",
                 response,
             )
-        response.kapwork_payload = payload  # type: ignore[attr-defined]
+        return payload
 
-    def bad_request(self, response: requests.Response) -> BadRequestError:
-        detail, param = _error_detail(response)
+    def bad_request(self, response: requests.Response, content: bytes) -> BadRequestError:
+        detail, param = _error_detail(response, content)
         named = f" parameter '{param}'" if param else " the request"
         where = self._where(response)
         return BadRequestError(
@@ -283,12 +338,25 @@ class KapworkStream(RESTStream[int]):
 
     @override
     def backoff_wait_generator(self) -> Generator[float, t.Any, None]:
-        """Exponential backoff with full jitter, or exactly what Retry-After asks."""
-        exc = yield 0.0  # backoff primes the generator before the first failure
+        """Exponential backoff with full jitter, or exactly what Retry-After asks.
+
+        A Retry-After longer than what is left of retry_max_wait fails the run at once:
+        sleeping toward a budget that cannot be met only delays the same failure.
+        """
+        started = time.monotonic()  # backoff primes the generator when a request starts
+        budget = float(self.config["retry_max_wait"])
+        exc = yield 0.0
         attempt = 0
         while True:
             retry_after = getattr(exc, "retry_after", None)
             if retry_after is not None:
+                left = budget - (time.monotonic() - started)
+                if retry_after > left:
+                    raise RetryBudgetError(
+                        f"The API asked to wait {retry_after:.0f} s (Retry-After) but "
+                        f"retry_max_wait leaves {max(left, 0):.0f} s: {self._describe(exc)}. "
+                        "Raise retry_max_wait or run later."
+                    ) from exc
                 wait = retry_after + random.uniform(0, 0.25)
             else:
                 ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
@@ -320,12 +388,18 @@ class KapworkStream(RESTStream[int]):
             "retry_max_tries / retry_max_wait / request_timeout."
         ) from exc
 
-    @staticmethod
-    def _describe(exc: BaseException | None) -> str:
+    def _describe(self, exc: BaseException | None) -> str:
         if isinstance(exc, RetriableAPIError):
             return str(exc)
         if isinstance(exc, requests.exceptions.Timeout):
-            return "the request timed out"
+            # AttemptTimeoutError says why (a body still arriving); a socket timeout, not.
+            why = f": {exc}" if isinstance(exc, AttemptTimeoutError) else ""
+            return (
+                f"no complete answer within request_timeout "
+                f"({self.config['request_timeout']:g} s){why}"
+            )
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return "the connection broke while the body arrived"
         if isinstance(exc, requests.exceptions.ConnectionError):
             reason = str(exc.args[0]) if exc.args else type(exc).__name__
             # urllib3 messages repeat the host and path; the cause is at the end.
@@ -340,9 +414,57 @@ class KapworkStream(RESTStream[int]):
             params=params,
             headers=self.http_headers,
         )
-        response = self._decorated_request(request, None)
-        return response.kapwork_payload  # type: ignore[attr-defined,no-any-return]
+        return self._get_with_retries(request)
 
     @cached_property
-    def _decorated_request(self) -> Callable[..., requests.Response]:
-        return self.request_decorator(self._request)
+    def _get_with_retries(self) -> Callable[[requests.PreparedRequest], dict[str, t.Any]]:
+        return self.request_decorator(self._attempt)
+
+    def _attempt(self, request: requests.PreparedRequest) -> dict[str, t.Any]:
+        """One try: send, read the whole body before the deadline, check it, decode it.
+
+        Sent here rather than through the SDK's `_request`, which reads the body without
+        a deadline (see `read_body`).
+        """
+        timeout = float(self.config["request_timeout"])
+        started = time.monotonic()
+        response = self.requests_session.send(
+            request, timeout=timeout, allow_redirects=self.allow_redirects, stream=True
+        )
+        try:
+            content = read_body(response, started + timeout)
+        finally:
+            response.close()
+        self._log_request_duration(response, time.monotonic() - started)
+        self._answers.date = response.headers.get("Date")
+        return self.check_response(response, content)
+
+    @cached_property
+    def _answers(self) -> threading.local:
+        return threading.local()
+
+    def last_response_date(self) -> str | None:
+        """The `Date` header of the last answer this thread received: the API's clock."""
+        return getattr(self._answers, "date", None)
+
+    def _log_request_duration(self, response: requests.Response, seconds: float) -> None:
+        """The SDK's `http_request_duration` metric, for the whole attempt."""
+        status = response.status_code
+        metrics.log(
+            self.metrics_logger,
+            metrics.Point(
+                "timer",
+                metric=metrics.Metric.HTTP_REQUEST_DURATION,
+                value=seconds,
+                tags={
+                    metrics.Tag.STREAM: self.name,
+                    metrics.Tag.ENDPOINT: self.path,
+                    metrics.Tag.HTTP_STATUS_CODE: status,
+                    metrics.Tag.STATUS: (
+                        metrics.Status.SUCCEEDED
+                        if status < HTTPStatus.BAD_REQUEST
+                        else metrics.Status.FAILED
+                    ),
+                },
+            ),
+        )

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import typing as t
+from urllib.parse import quote, quote_plus
+
+from singer_sdk.exceptions import FatalAPIError, MaxRecordsLimitException
 
 MIN_SECRET_LENGTH = 6
 
@@ -28,11 +33,49 @@ class BadRequestError(KapworkError):
         self.param = param
 
 
+def secret_spellings(secret: str) -> list[str]:
+    """`secret` as it could appear in a message: raw, JSON-escaped, inside a bytes repr,
+    URL-encoded. Longest first, so a longer spelling is replaced before its parts."""
+    forms = {
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        repr(secret)[1:-1],
+        repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
+        quote(secret, safe=""),
+        quote_plus(secret, safe=""),
+    }
+    return sorted(forms, key=len, reverse=True)
+
+
 def _redactor(secret: str) -> t.Callable[[str], str]:
+    forms = secret_spellings(secret)
+
     def redact(text: str) -> str:
-        return text.replace(secret, "***") if secret in text else text
+        for form in forms:
+            if form in text:
+                text = text.replace(form, "***")
+        return text
 
     return redact
+
+
+class ReportedFailureFilter(logging.Filter):
+    """Drops the SDK's "An unhandled error occurred while syncing" line when the error is
+    one the tap reports in one line itself, or `--test` reaching its record limit (not an
+    error). The SDK logs it inside its `except` block, so the error is `sys.exc_info()`.
+    """
+
+    @staticmethod
+    def reported(exc: BaseException | None) -> bool:
+        return isinstance(exc, (KapworkError, FatalAPIError, MaxRecordsLimitException)) or (
+            exc is not None and isinstance(exc.__cause__, MaxRecordsLimitException)
+        )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("An unhandled error occurred"):
+            return True
+        return not self.reported(sys.exc_info()[1])
 
 
 def install_secret_redaction(secret: str) -> None:
@@ -55,8 +98,10 @@ def install_secret_redaction(secret: str) -> None:
         message = record.getMessage()
         record.msg, record.args = redact(message), None
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
             record.exc_info = None
+        if record.exc_text:  # formatted here, or by an earlier factory in the chain
+            record.exc_text = redact(record.exc_text)
         return record
 
     factory._kapwork_redacts = secret  # type: ignore[attr-defined]

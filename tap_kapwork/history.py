@@ -9,12 +9,16 @@ same instant decides both which changes are emitted and whether a history is tru
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import typing as t
 from urllib.parse import quote
 
+import msgspec
+
 from tap_kapwork.errors import BadRequestError, KapworkError, NotFoundError
+from tap_kapwork.records import SchemaViolationError, is_date_time
 from tap_kapwork.timestamps import parse_timestamp
 
 if t.TYPE_CHECKING:
@@ -166,35 +170,90 @@ class HistoryCompleter:
 def history_rows(
     receivable_id: str, history: list[dict], since: dt.datetime | None
 ) -> Iterator[dict[str, t.Any]]:
-    """One row per changed field per history entry at or after `since` (inclusive)."""
+    """One row per changed field per history entry at or after `since` (inclusive).
+
+    Every row validates against the stream's schema (see records.py): `changed_at` is
+    an RFC 3339 date-time or the run stops, and values are plain (`plain_value`).
+    """
+    # The hot path of a full sync (a row per changed field): names bound locally, and the
+    # hash of a change seen before (most status moves) looked up, not recomputed.
+    hashes, canonical, plain = _hashes, _canonical, PLAIN
     for entry in history:
-        changes = entry.get("changes") if isinstance(entry, dict) else None
-        changed_at = entry.get("changed_at") if isinstance(entry, dict) else None
-        if not isinstance(changes, dict) or not isinstance(changed_at, str):
+        if type(entry) is dict:
+            changes, changed_at = entry.get("changes"), entry.get("changed_at")
+        else:
+            changes = changed_at = None
+        if type(changes) is not dict or type(changed_at) is not str:
             raise KapworkError(
                 f"Receivable {receivable_id} has a history entry without 'changed_at' and "
                 "'changes'; the API response does not match the documented history object."
             )
+        if not is_date_time(changed_at):
+            raise SchemaViolationError(
+                f"Receivable {receivable_id} has a history entry with changed_at "
+                f"{changed_at[:40]!r}, which is not an ISO 8601 date-time with a time zone; "
+                "the API response does not match the documented history object. Ask "
+                "Kapwork to correct it, or deselect receivable_history."
+            )
         if since is not None and parse_timestamp(changed_at) < since:
             continue
         for field, change in changes.items():
-            if not isinstance(change, dict):
-                change = {"to": change}
-            before, after = change.get("from"), change.get("to")
+            if type(change) is dict:
+                before, after = change.get("from"), change.get("to")
+            else:
+                before, after = None, change
+            if type(before) not in plain:
+                before = plain_value(before)
+            if type(after) not in plain:
+                after = plain_value(after)
+            text = canonical((before, after))
+            digest = hashes.get(text)
+            if digest is None:
+                digest = _hash_of(text)
             yield {
                 "receivable_id": receivable_id,
                 "changed_at": changed_at,
                 "field": field,
-                "from_value": before if type(before) in PLAIN else plain_value(before),
-                "to_value": after if type(after) in PLAIN else plain_value(after),
+                "change_hash": digest,
+                "from_value": before,
+                "to_value": after,
             }
 
 
 PLAIN = frozenset({str, int, bool, type(None)})
+# Compact JSON (the values are plain by then: strings, integers, booleans, null).
+_canonical = msgspec.json.Encoder().encode
+_hashes: dict[bytes, str] = {}
+
+
+def change_hash(before: t.Any, after: t.Any) -> str:
+    """Tells apart changes of one field at one instant (PENDING→APPROVED, APPROVED→PAID).
+
+    The first 16 hex digits of SHA-256 over the compact JSON array
+    `[from_value, to_value]` of the row, UTF-8: the same change always gets the same
+    hash, so re-emitted rows upsert onto themselves, and anyone can recompute it.
+    """
+    text = _canonical((before, after))
+    digest = _hashes.get(text)
+    return digest if digest is not None else _hash_of(text)
+
+
+def _hash_of(text: bytes) -> str:
+    # Many changes repeat (status moves): a bounded cache skips their hashing.
+    if len(_hashes) >= 1 << 16:
+        _hashes.clear()
+    digest = _hashes[text] = hashlib.sha256(text).hexdigest()[:16]
+    return digest
 
 
 def plain_value(value: t.Any) -> t.Any:
-    """Strings, integers, booleans and null as they are; anything else as JSON text."""
+    """Strings, integers, booleans and null as they are; anything else as JSON text.
+
+    Integral numbers (150000.0) arrive as integers; fractions, objects and arrays as
+    their JSON text with keys sorted (`json.dumps`), e.g. "12.5" or '{"a": 1}'.
+    """
+    if type(value) is float and value.is_integer():
+        return int(value)
     if value is None or isinstance(value, (str, int)):  # bool is an int
         return value
     return json.dumps(value, sort_keys=True, ensure_ascii=False)

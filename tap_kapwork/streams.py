@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import threading
 import typing as t
 from contextlib import contextmanager
 from functools import cached_property
@@ -15,12 +14,12 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_kapwork.client import KapworkStream, override
 from tap_kapwork.output import BufferedMsgSpecWriter, PlainRecordOutput
+from tap_kapwork.records import ReceivableConformer
 from tap_kapwork.sync import ListingSync
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    import requests
     from singer_sdk.helpers.types import Context
 # setting name -> the list endpoint's filter parameter (and the state partition key)
 FILTERS = {"vendor_ids": "vendor_id", "debtor_ids": "debtor_id", "statuses": "status"}
@@ -104,25 +103,11 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
             with fewer_gc_passes():
                 yield from ListingSync(self, context).run()
         finally:
-            writer = self._tap.message_writer
+            writer = self.message_writer
             if isinstance(writer, BufferedMsgSpecWriter):
                 writer.flush()
             if self.retry_stats.total:
                 self.logger.info("HTTP retries: %s", self.retry_stats.summary())
-
-    @override
-    def validate_response(self, response: requests.Response) -> None:
-        """Also keep the API's `Date` header: the listing's clock (see ListingSync)."""
-        super().validate_response(response)
-        self._answers.date = response.headers.get("Date")
-
-    @cached_property
-    def _answers(self) -> threading.local:
-        return threading.local()
-
-    def last_response_date(self) -> str | None:
-        """The `Date` header of the last answer this thread validated."""
-        return getattr(self._answers, "date", None)
 
     def warn_once(self, message: str) -> None:
         """Log `message` once per run, however many partitions are synced."""
@@ -133,8 +118,14 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
 
     def project(self, row: dict) -> dict:
         # Only schema fields: `history` travels in its own stream, and fields the API
-        # adds later must not reach targets that have no column for them.
-        return {key: value for key, value in row.items() if key in self._FIELDS}
+        # adds later must not reach targets that have no column for them. Each value is
+        # checked against the schema (records.py): every RECORD validates against it.
+        return self._conform(row)
+
+    @cached_property
+    def _conform(self) -> ReceivableConformer:
+        selected = [n for n in self._FIELDS if self.mask.get(("properties", n), True)]
+        return ReceivableConformer(self.schema, selected)
 
     @override
     def _process_record(
@@ -162,7 +153,8 @@ class ReceivableHistoryStream(PlainRecordOutput, Stream):
 
     name = "receivable_history"
     parent_stream_type = ReceivablesStream
-    primary_keys = ("receivable_id", "changed_at", "field")
+    # change_hash tells apart two changes of one field stamped with the same instant.
+    primary_keys = ("receivable_id", "changed_at", "field", "change_hash")
     replication_key = "changed_at"
     is_sorted = False
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
@@ -171,6 +163,12 @@ class ReceivableHistoryStream(PlainRecordOutput, Stream):
         th.Property("receivable_id", th.StringType, required=True),
         th.Property("changed_at", th.DateTimeType, required=True),
         th.Property("field", th.StringType, required=True, description="The field that changed"),
+        th.Property(
+            "change_hash",
+            th.StringType,
+            required=True,
+            description="First 16 hex digits of SHA-256 of the JSON [from_value, to_value]",
+        ),
         th.Property("from_value", HISTORY_VALUE, description="Value before the change"),
         th.Property("to_value", HISTORY_VALUE, description="Value after the change"),
     ).to_dict()

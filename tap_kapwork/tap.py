@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import io
 import ipaddress
+import json
 import re
 import sys
 import typing as t
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 from singer_sdk import Tap
@@ -14,15 +18,27 @@ from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from tap_kapwork.client import RateLimitGate, RetryStats, override
-from tap_kapwork.errors import KapworkError, install_secret_redaction
+from tap_kapwork.errors import KapworkError, ReportedFailureFilter, install_secret_redaction
+from tap_kapwork.inputs import (
+    check_state,
+    env_config,
+    parse_json,
+    parse_state,
+    read_config_files,
+)
 from tap_kapwork.output import BufferedMsgSpecWriter
 from tap_kapwork.streams import ReceivableHistoryStream, ReceivablesStream
 from tap_kapwork.timestamps import parse_timestamp
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import click
     from singer_sdk import Stream
 
-STRINGS = th.ArrayType(th.StringType)
+STRING_LIST = th.ArrayType(th.StringType)
+# A key is one token of visible ASCII: anything else is a copy-and-paste accident.
+API_KEY_PATTERN = re.compile(r"[\x21-\x7e]+")
 
 
 class TapKapwork(Tap):
@@ -100,15 +116,17 @@ class TapKapwork(Tap):
         ),
         th.Property(
             "vendor_ids",
-            STRINGS,
+            STRING_LIST,
             title="Vendor IDs",
             description="Only these vendors. Each combination of filters is its own state "
             "partition with its own bookmark.",
         ),
-        th.Property("debtor_ids", STRINGS, title="Debtor IDs", description="Only these debtors."),
+        th.Property(
+            "debtor_ids", STRING_LIST, title="Debtor IDs", description="Only these debtors."
+        ),
         th.Property(
             "statuses",
-            STRINGS,
+            STRING_LIST,
             title="Statuses",
             description="Only receivables currently in these normalized statuses.",
         ),
@@ -117,7 +135,8 @@ class TapKapwork(Tap):
             th.NumberType(minimum=1),
             default=60,
             title="Request timeout",
-            description="Seconds to wait for the API to connect or answer, per request.",
+            description="Seconds one attempt of a request may take: connecting, waiting for "
+            "the answer and reading all of it.",
         ),
         th.Property(
             "retry_max_tries",
@@ -157,8 +176,23 @@ class TapKapwork(Tap):
         ),
     ).to_dict()
 
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        *args: t.Any,
+        config: dict | None = None,
+        parse_env_config: bool = False,
+        **kwargs: t.Any,
+    ) -> None:
+        if isinstance(config, dict) or config is None:
+            config = dict(config or {})
+            if parse_env_config:
+                schema = copy.deepcopy(type(self).config_jsonschema)
+                type(self).append_builtin_config(schema)
+                prefix = self.name.upper().replace("-", "_") + "_"
+                config |= env_config(schema, prefix)
+                parse_env_config = False  # done: the SDK's parser would redo it worse
+            config = _clean_api_key(config)
+        super().__init__(*args, config=config, parse_env_config=parse_env_config, **kwargs)
         install_secret_redaction(str(self.config.get("api_key") or ""))
         self.rate_limit_gate = RateLimitGate()
         self.retry_stats = RetryStats()
@@ -167,19 +201,90 @@ class TapKapwork(Tap):
 
     @override
     def discover_streams(self) -> list[Stream]:
-        return [ReceivablesStream(self), ReceivableHistoryStream(self)]
+        streams: list[Stream] = [ReceivablesStream(self), ReceivableHistoryStream(self)]
+        for stream in streams:
+            stream.logger.addFilter(ReportedFailureFilter())
+        return streams
+
+    @override
+    def load_state(self, state: dict[str, t.Any]) -> None:
+        """Check the bookmarks first: one the tap cannot use ends the run in one line."""
+        keys = {
+            s.name: str(s.replication_key) for s in (ReceivablesStream, ReceivableHistoryStream)
+        }
+        check_state(state, keys, self.logger)
+        super().load_state(state)
 
     @classmethod
     @override
-    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:  # type: ignore[override]
+    def invoke(
+        cls,
+        *,
+        state: t.IO[str] | None = None,
+        catalog: t.IO[str] | None = None,
+        **kwargs: t.Any,
+    ) -> None:
         # The SDK prints a traceback for every failure. Mistakes the user can fix end
         # in one line instead, with the exit code still non-zero.
-        try:
-            super().invoke(*args, **kwargs)
-        except ConfigValidationError as exc:
-            _fail(config_error_line(exc.errors))
-        except (KapworkError, FatalAPIError) as exc:
-            _fail(str(exc))
+        with one_line_failures():
+            if state is not None:
+                parsed = parse_state(state.read(), getattr(state, "name", "--state"))
+                state = io.StringIO(json.dumps(parsed))
+            if catalog is not None:
+                source = getattr(catalog, "name", "--catalog")
+                parsed = parse_json(catalog.read(), f"The catalog file {source}")
+                if not isinstance(parsed, dict) or not isinstance(parsed.get("streams"), list):
+                    raise KapworkError(
+                        f'The catalog file {source} has no "streams" list; write it with '
+                        "`tap-kapwork --discover`."
+                    )
+                catalog = io.StringIO(json.dumps(parsed))
+            super().invoke(state=state, catalog=catalog, **kwargs)
+
+    @classmethod
+    @override
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:
+        """Config files that are missing or not JSON end in one line, not a traceback."""
+        with one_line_failures():
+            read_config_files([path for path in value if path != "ENV"])
+        return super().cb_config(ctx, param, value)
+
+    @classmethod
+    @override
+    def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
+        """`--discover`, with the same one-line failures as a sync."""
+        with one_line_failures():
+            super().cb_discover(ctx, param, value)
+
+    @classmethod
+    @override
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """`--test`, with the same one-line failures as a sync."""
+        with one_line_failures():
+            super().cb_test(ctx, param, value)
+
+
+@contextmanager
+def one_line_failures() -> Iterator[None]:
+    """Failures the user can fix: one ERROR line and exit code 1, no traceback."""
+    try:
+        yield
+    except ConfigValidationError as exc:
+        _fail(config_error_line(exc.errors))
+    except (KapworkError, FatalAPIError) as exc:
+        _fail(str(exc))
+
+
+def _clean_api_key(config: dict[str, t.Any]) -> dict[str, t.Any]:
+    """Strip whitespace around api_key (a pasted key often ends in a line break), and
+    redact both spellings before anything can log them."""
+    key = config.get("api_key")
+    if isinstance(key, str):
+        install_secret_redaction(key)
+        if key != key.strip():
+            config = {**config, "api_key": key.strip()}
+            TapKapwork.logger.warning("api_key had whitespace around it; it was removed.")
+    return config
 
 
 def _fail(message: str) -> t.NoReturn:
@@ -194,12 +299,15 @@ def config_error_line(errors: list[str]) -> str:
         setting = re.search(r"config\['([^']+)'\]|'([^']+)' is a required property", error)
         name = next((g for g in setting.groups() if g), None) if setting else None
         if name == "api_key":
-            parts.append(
-                "api_key is required and must be a non-empty string (set it in the config "
-                "file or as TAP_KAPWORK_API_KEY)"
-                if "required" in error
-                else "api_key must be a non-empty string"
-            )
+            if error.startswith("api_key "):  # our own wording, which never shows the key
+                parts.append(error.split(" in config[")[0])
+            elif "required" in error:
+                parts.append(
+                    "api_key is required and must be a non-empty string (set it in the config "
+                    "file or as TAP_KAPWORK_API_KEY)"
+                )
+            else:
+                parts.append("api_key must be a non-empty string")
         elif name:
             message = error.split(" in config[")[0]
             parts.append(f"{name}: {message}")
@@ -211,6 +319,12 @@ def config_error_line(errors: list[str]) -> str:
 def check_config(config: t.Mapping[str, t.Any]) -> None:
     """Checks JSON Schema cannot express. Raises ConfigValidationError."""
     errors = []
+    key = config.get("api_key")
+    if isinstance(key, str) and key and not API_KEY_PATTERN.fullmatch(key):
+        errors.append(
+            "api_key has a space, line break or non-ASCII character inside it: copy the key "
+            "again, exactly as Kapwork issued it in config['api_key']"
+        )
     if config.get("start_date"):
         try:
             parse_timestamp(str(config["start_date"]))

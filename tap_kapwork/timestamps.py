@@ -19,6 +19,8 @@ def parse_timestamp(value: str) -> dt.datetime:
     Raises:
         ValueError: when `value` is not an ISO 8601 timestamp.
     """
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a timestamp string")  # null or a number
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from helpers import (
+    API_KEY,
     LOOKBACK,
     bookmark,
+    change_hash,
     changes_since,
+    emitted_history_keys,
     emitted_history_rows,
     run_tap,
     tap_config,
+    truth_history_keys,
     truth_history_rows,
     updated_since,
 )
 
+from kapwork_sandbox import Sandbox
+from tap_kapwork import history as history_module
 from tap_kapwork.history import HistoryLimits, history_rows, history_since, is_truncated
 from tap_kapwork.timestamps import parse_timestamp
 
@@ -94,6 +101,7 @@ def test_history_rows_keep_json_types():
             "receivable_id": "rec_abc123",
             "changed_at": "2026-01-07T10:30:00Z",
             "field": "amount_cents",
+            "change_hash": change_hash(100000, 150000),
             "from_value": 100000,
             "to_value": 150000,
         },
@@ -101,6 +109,7 @@ def test_history_rows_keep_json_types():
             "receivable_id": "rec_abc123",
             "changed_at": "2026-01-05T08:00:00Z",
             "field": "due_date",
+            "change_hash": change_hash(None, "2026-02-15"),
             "from_value": None,
             "to_value": "2026-02-15",
         },
@@ -155,3 +164,73 @@ def test_history_limits_search_below_a_rejected_value():
     assert limits.reject(251) == 250
     assert limits.next_after(250) is None
     assert HistoryLimits().reject(10) is None  # nothing below the documented default
+
+
+@pytest.fixture(scope="module")
+def same_instant_sandbox():
+    """Histories where one field changes twice at one instant (PAID→APPROVED, … at once)."""
+    with Sandbox(receivables=150, seed=5, api_key=API_KEY, same_instant_share=0.3) as sandbox:
+        yield sandbox
+
+
+def test_same_instant_changes_of_one_field_get_distinct_keys(same_instant_sandbox):
+    truth = same_instant_sandbox.truth()
+    without_hash = Counter(key[:3] for key in truth_history_keys(truth))
+    assert max(without_hash.values()) > 1, "the sandbox must stamp two changes together"
+    run = run_tap(tap_config(same_instant_sandbox))
+    records = run.records("receivable_history")
+    keys = emitted_history_keys(records)
+    assert len(keys) == len(set(keys)), "two distinct changes share a primary key"
+    assert set(keys) == truth_history_keys(truth)  # the documented hash, computed apart
+    assert set(emitted_history_rows(records)) == truth_history_rows(truth)
+
+
+def test_history_keys_are_identical_across_runs(same_instant_sandbox):
+    config = tap_config(same_instant_sandbox)
+    first = run_tap(config).records("receivable_history")
+    second = run_tap(config).records("receivable_history")  # a full re-read re-emits all
+    assert len(first) == len(second)
+    by_key = dict(zip(emitted_history_keys(first), first, strict=True))
+    for key, row in zip(emitted_history_keys(second), second, strict=True):
+        assert by_key[key] == row  # the re-emitted row upserts onto the same row
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("PENDING", "APPROVED"),
+        (None, "2026-02-15"),
+        (150000.0, 150001),
+        ({"b": 1, "a": ["x", None]}, {"a": "Zürich ✓"}),
+        (True, 2**70),
+        (12.5, "twelve"),
+    ],
+)
+def test_change_hash_is_the_documented_one(before, after):
+    (row,) = history_rows(
+        "rcv_1",
+        [{"changed_at": "2026-01-07T10:30:00Z", "changes": {"f": {"from": before, "to": after}}}],
+        None,
+    )
+    assert row["change_hash"] == change_hash(before, after)
+    assert row["change_hash"] == history_module.change_hash(row["from_value"], row["to_value"])
+    assert row["change_hash"] != change_hash(after, before)
+
+
+def test_history_values_arrive_as_documented():
+    history = [
+        {
+            "changed_at": "2026-01-07T10:30:00Z",
+            "changes": {
+                "amount_cents": {"from": 150000.0, "to": 2.5},
+                "metadata": {"from": None, "to": {"b": 1, "a": "é"}},
+                "flag": {"from": False, "to": True},
+                "tags": {"to": ["x"]},
+            },
+        }
+    ]
+    rows = {r["field"]: r for r in history_rows("rcv_1", history, None)}
+    assert (rows["amount_cents"]["from_value"], rows["amount_cents"]["to_value"]) == (150000, "2.5")
+    assert rows["metadata"]["to_value"] == '{"a": "é", "b": 1}'
+    assert (rows["flag"]["from_value"], rows["flag"]["to_value"]) == (False, True)
+    assert (rows["tags"]["from_value"], rows["tags"]["to_value"]) == (None, '["x"]')

@@ -413,3 +413,39 @@ def test_command_line_refuses_a_non_loopback_host():
     )
     assert proc.returncode == 2
     assert "--allow-remote" in proc.stderr
+
+
+def test_fault_trickle_sends_the_body_a_few_bytes_at_a_time(sandbox):
+    sandbox.set_faults(trickle_rate=1.0, trickle_bytes=4000, trickle_interval_ms=50)
+    started = time.monotonic()
+    status, _, body = raw_get(sandbox, "/v1/receivables?limit=20")
+    assert status == 200
+    assert len(json.loads(body)["data"]) == 20  # complete, just slow
+    assert time.monotonic() - started >= 0.05 * (len(body) // 4000)
+
+
+def test_raw_values_are_answered_as_set(sandbox):
+    rid = sandbox.truth()[0]["id"]
+    history = [{"changed_at": "not a time", "changes": {"x": {"to": 1.5}}}]
+    sandbox.set_raw(rid, amount_cents=1.5e20, updated_at=None, history=history)
+    status, body = call(sandbox, f"/v1/receivables/{rid}")
+    assert status == 200
+    assert (body["amount_cents"], body["updated_at"], body["history"]) == (1.5e20, None, history)
+    rows = list_all(sandbox, verified_since="all", limit=500)
+    assert rid in {r["id"] for r in rows}, "the listing still finds it"
+
+
+def test_same_instant_share_stamps_two_changes_of_one_field_together():
+    plain = Dataset(300, 7, ANCHOR).truth()
+    paired = Dataset(300, 7, ANCHOR, same_instant_share=0.2).truth()
+    assert plain == Dataset(300, 7, ANCHOR, same_instant_share=0.0).truth()
+    clashes = 0
+    for record in paired:
+        stamps = [entry["changed_at"] for entry in record["history"]]
+        assert stamps == sorted(stamps, reverse=True)
+        assert not record["history"] or stamps[0] == record["updated_at"]
+        for stamp in {s for s in stamps if stamps.count(s) > 1}:
+            same = [e["changes"] for e in record["history"] if e["changed_at"] == stamp]
+            assert all("portal_status" in changes for changes in same)
+            clashes += 1
+    assert 30 <= clashes <= 90

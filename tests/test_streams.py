@@ -67,7 +67,7 @@ def test_primary_keys_are_unique_and_present(full_run):
     run, _, _ = full_run
     for stream, keys in (
         ("receivables", ["id"]),
-        ("receivable_history", ["receivable_id", "changed_at", "field"]),
+        ("receivable_history", ["receivable_id", "changed_at", "field", "change_hash"]),
     ):
         (schema,) = run.schemas(stream)
         assert schema["key_properties"] == keys

@@ -6,8 +6,21 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
-from helpers import TAP, discover, script, tap_config
+from helpers import (
+    API_KEY,
+    TAP,
+    assert_one_line_failure,
+    assert_secret_absent,
+    discover,
+    run_tap,
+    run_tap_cli,
+    script,
+    tap_config,
+)
+
+from kapwork_sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {
@@ -114,12 +127,123 @@ def test_discover_describes_both_streams(sandbox):
     assert props["metadata"]["additionalProperties"] is True
     assert "history" not in props
     history = streams["receivable_history"]
-    assert history["key_properties"] == ["receivable_id", "changed_at", "field"]
+    assert history["key_properties"] == ["receivable_id", "changed_at", "field", "change_hash"]
     assert set(history["schema"]["properties"]) == {
         "receivable_id",
         "changed_at",
         "field",
+        "change_hash",
         "from_value",
         "to_value",
     }
     assert sandbox.requests == [], "discovery must not call the API"
+
+
+@pytest.fixture(scope="module")
+def small():
+    with Sandbox(receivables=40, seed=12, api_key=API_KEY) as sandbox:
+        yield sandbox
+
+
+def _bookmark(value) -> str:
+    stream = {"replication_key": "updated_at", "replication_key_value": value}
+    return json.dumps({"bookmarks": {"receivables": stream}})
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase"),
+    [
+        ("", "is empty"),
+        ("{bookmarks", "is not valid JSON (line 1 column 2)"),
+        ("[]", "holds a JSON array"),
+        ('{"bookmarks": null}', '"bookmarks" is a JSON null'),
+        (_bookmark("last tuesday"), '"last tuesday" (a JSON string), not an ISO 8601 date-time'),
+        (_bookmark(1767225600), "1767225600 (a JSON integer), not an ISO 8601 date-time"),
+    ],
+)
+def test_a_state_the_tap_cannot_use_is_one_line(small, text, phrase):
+    small.clear_requests()
+    run = run_tap_cli(
+        "--config",
+        "{config.json}",
+        "--state",
+        "{state.json}",
+        files={"config.json": json.dumps(tap_config(small)), "state.json": text},
+    )
+    line = assert_one_line_failure(run, "state", phrase)
+    assert "start_date" in line  # what to do
+    assert small.requests == []
+
+
+@pytest.mark.parametrize(
+    ("args", "files", "env", "phrase"),
+    [
+        (["--config", "{c.json}"], {"c.json": '{"api_key": '}, {}, "c.json is not valid JSON"),
+        (["--config", "{c.json}"], {"c.json": "[1]"}, {}, "holds a JSON array"),
+        (["--config", "{c.json}", "--discover"], {"c.json": "{,}"}, {}, "is not valid JSON"),
+        (
+            ["--config=ENV"],
+            {},
+            {"TAP_KAPWORK_API_KEY": API_KEY, "TAP_KAPWORK_PAGE_SIZE": "abc"},
+            "TAP_KAPWORK_PAGE_SIZE='abc' is not a whole number (page_size)",
+        ),
+        (
+            ["--config=ENV"],
+            {},
+            {"TAP_KAPWORK_API_KEY": API_KEY, "TAP_KAPWORK_REQUEST_TIMEOUT": "soon"},
+            "TAP_KAPWORK_REQUEST_TIMEOUT='soon' is not a number",
+        ),
+        (
+            ["--config", "{c.json}"],
+            {"c.json": json.dumps({"api_key": API_KEY[:10] + "\n" + API_KEY[10:]})},
+            {},
+            "api_key has a space, line break or non-ASCII character inside it",
+        ),
+    ],
+)
+def test_config_the_tap_cannot_read_is_one_line(args, files, env, phrase):
+    run = run_tap_cli(*args, files=files, env=env)
+    assert_one_line_failure(run, phrase)
+    assert_secret_absent(run, API_KEY[:10] + "\n" + API_KEY[10:])
+
+
+def test_settings_from_the_environment_are_typed(small):
+    env = {
+        "TAP_KAPWORK_API_KEY": API_KEY,
+        "TAP_KAPWORK_API_URL": small.url,
+        "TAP_KAPWORK_PAGE_SIZE": "15",
+        "TAP_KAPWORK_REQUEST_TIMEOUT": "30.5",  # a number: the SDK would pass "30.5" on
+        "TAP_KAPWORK_INCLUDE_METADATA": "false",
+        "TAP_KAPWORK_STATUSES": '["PAID","APPROVED"]',
+    }
+    small.clear_requests()
+    run = run_tap_cli("--config=ENV", env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    expected = {r["id"] for r in small.truth() if r["status"] in ("PAID", "APPROVED")}
+    assert {r["id"] for r in run.records("receivables")} == expected
+    lists = [r for r in small.requests if r["path"] == "/v1/receivables"]
+    assert {r["params"]["limit"][0] for r in lists} == {"15"}
+    assert all("metadata" not in r["params"].get("expand[]", []) for r in lists)
+
+
+def test_a_bookmark_without_replication_key_is_used_with_a_warning(small):
+    config = tap_config(small)
+    first = run_tap(config)
+    state = json.loads(json.dumps(first.state))
+    for stream in state["bookmarks"].values():
+        del stream["replication_key"]
+    small.clear_requests()
+    second = run_tap(config, state=state)
+    assert "has no replication_key; using" in second.stderr
+    assert second.records("receivables") == []  # not a silent full reload
+    assert all(r["params"]["verified_since"] != ["all"] for r in small.requests)
+
+
+def test_test_mode_stops_at_its_record_limit_without_an_error(small):
+    run = run_tap_cli(
+        "--config", "{c.json}", "--test", files={"c.json": json.dumps(tap_config(small))}
+    )
+    assert run.returncode == 0
+    assert run.error_lines == []
+    assert "Traceback" not in run.stderr
+    assert len(run.records("receivables")) == 1
