@@ -55,6 +55,7 @@ CAPABILITIES = {
     "stream-maps",
     "schema-flattening",
     "structured-logging",
+    "batch",
 }
 
 
