@@ -57,8 +57,7 @@ CONFIGS: dict[str, tuple[str, str]] = {
     "pg-project": ("meltano-postgres", "meltano run -> target-postgres, project settings"),
     "pg-batch": ("meltano-postgres", "  same, tap BATCH messages (gzip JSONL)"),
     "pg-defaults": ("meltano-postgres", "  same, the loader's own defaults"),
-    "duckdb-project": ("meltano-duckdb", "meltano run -> target-duckdb, project settings"),
-    "duckdb-defaults": ("meltano-duckdb", "  same, the loader's own defaults"),
+    "duckdb-project": ("meltano-duckdb", "meltano run -> target-duckdb (= loader defaults)"),
     "dlt-pg": ("dlt-postgres", "dlt rest_api -> postgres, dlt defaults"),
     "dlt-pg-csv": ("dlt-postgres", "  same, loader_file_format=csv"),
     "dlt-duckdb": ("dlt-duckdb", "dlt rest_api -> duckdb, dlt defaults"),
@@ -66,13 +65,14 @@ CONFIGS: dict[str, tuple[str, str]] = {
 }
 # Environment for each Meltano configuration, on top of meltano.yml's `dev` environment.
 LOADER_DEFAULTS = {
-    # meltanolabs-target-postgres 0.8.1's own defaults (its --about)
+    # meltanolabs-target-postgres 0.8.1's own defaults (its --about). For target-duckdb
+    # 0.8.0 the project keeps the loader's defaults: batch_size_rows 100000 measured best.
     "pg-defaults": {
         "TARGET_POSTGRES_USE_COPY": "false",
         "TARGET_POSTGRES_VALIDATE_RECORDS": "true",
+        "TARGET_POSTGRES_ADD_RECORD_METADATA": "true",
+        "TARGET_POSTGRES_ACTIVATE_VERSION": "true",
     },
-    # target-duckdb 0.8.0's own defaults (its source)
-    "duckdb-defaults": {"TARGET_DUCKDB_BATCH_SIZE_ROWS": "100000"},
 }
 ROLES = ("tap", "loader", "meltano", "dlt", "sandbox", "postgres")
 
@@ -84,7 +84,7 @@ class Result:
     cpu: dict[str, float]
     rows: int = 0
     same: str = "-"
-    # seconds from start until the tap, then the loader, started; and each one's lifetime
+    # "label first-last seen (s after start)" -> CPU s, for each child process
     phases: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -228,8 +228,7 @@ def measure(
     with log.open("w") as err:
         proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=stdout, stderr=err)
     children: dict[int, tuple[str, float]] = {}
-    first_seen: dict[str, float] = {}
-    last_seen: dict[str, float] = {}
+    timeline: dict[int, list] = {}  # pid -> [label, first seen, last seen]
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -242,13 +241,15 @@ def measure(
         for child in descendants:
             try:
                 times = child.cpu_times()
+                discover = "--discover" in child.cmdline()
             except psutil.NoSuchProcess:
                 continue
             role = _role(child)  # not cached: a child read just after fork is still "meltano"
             cpu = times.user + times.system + times.children_user + times.children_system
             children[child.pid] = (role, cpu)
-            first_seen.setdefault(role, now)
-            last_seen[role] = now
+            label = "discovery" if discover else role
+            entry = timeline.setdefault(child.pid, [label, now, now])
+            entry[0], entry[2] = label, now
         time.sleep(0.05)
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -262,11 +263,11 @@ def measure(
     cpu[root_role] += usage.ru_utime + usage.ru_stime - sum(s for _, s in children.values())
     cpu["sandbox"] = sandbox.cpu() - before["sandbox"]
     cpu["postgres"] = postgres.cpu() - before["postgres"]
-    phases = {}
-    for role in ("tap", "loader"):
-        if role in first_seen:
-            phases[f"{role} starts at"] = first_seen[role]
-            phases[f"{role} runs"] = last_seen[role] - first_seen[role]
+    phases = {
+        f"{label} {first:.2f}-{last:.2f}": children[pid][1]
+        for pid, (label, first, last) in sorted(timeline.items(), key=lambda item: item[1][1])
+        if label != "meltano"
+    }
     return Result(name=name, wall=wall, cpu=cpu, phases=phases)
 
 
@@ -497,7 +498,6 @@ def ratios(results: dict[str, Result]) -> None:
     ratio("pg-project", "dlt-pg-csv", "postgres: project settings vs dlt csv", "target >= 1, aim 2")
     ratio("pg-batch", "dlt-pg", "postgres: BATCH vs dlt defaults", "")
     ratio("pg-project", "pg-batch", "postgres: BATCH vs project settings (RECORD)", "")
-    ratio("duckdb-project", "duckdb-defaults", "duckdb: project settings vs loader defaults", "")
     ratio("duckdb-project", "dlt-duckdb", "duckdb: project settings vs dlt defaults", "")
     ratio(
         "duckdb-project",
@@ -570,10 +570,14 @@ def run_size(args: argparse.Namespace, size: int, postgres: Postgres) -> bool:
             ok = report(title, list(incremental.values()), truth, False) and ok
             for r in incremental.values():
                 r.rows = 0
-            print("Where the seconds of an incremental run go (from process start/exit times):")
+            print(
+                "Where the seconds of an incremental run go: each child process, seen from-to "
+                "(s after start), [its CPU s]"
+            )
             for r in incremental.values():
-                phases = ", ".join(f"{k} {v:.2f}" for k, v in r.phases.items())
-                print(f"  {CONFIGS[r.name][1].strip():50} wall {r.wall:5.2f}: {phases}")
+                if r.phases:
+                    phases = ", ".join(f"{k} [{v:.2f}]" for k, v in r.phases.items())
+                    print(f"  {r.name:15} wall {r.wall:5.2f}: {phases}")
             print()
         finally:
             bench.close()
