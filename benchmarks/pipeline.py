@@ -201,7 +201,7 @@ class Postgres:
 def _role(process: psutil.Process) -> str:
     try:
         names = [Path(arg).name for arg in process.cmdline()[:2]]
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+    except psutil.Error:
         return "meltano"
     if "tap-kapwork" in names:
         return "tap"
@@ -244,7 +244,13 @@ def measure(
                 discover = "--discover" in child.cmdline()
             except psutil.NoSuchProcess:
                 continue
-            role = _role(child)  # not cached: a child read just after fork is still "meltano"
+            # Just after fork a child still looks like Meltano, and a zombie has no command
+            # line: a role, once seen as tap or loader, sticks.
+            role = _role(child)
+            if role == "meltano" and child.pid in children:
+                role = children[child.pid][0]
+            if child.pid in timeline and timeline[child.pid][0] == "discovery":
+                discover = True
             cpu = times.user + times.system + times.children_user + times.children_system
             children[child.pid] = (role, cpu)
             label = "discovery" if discover else role
