@@ -563,6 +563,8 @@ def run_size(args: argparse.Namespace, size: int, postgres: Postgres) -> bool:
             ratios(full)
             print()
 
+            if args.changes == 0:
+                return ok
             bench.sandbox.control("/_sandbox/mutate", {"count": args.changes, "seed": args.seed})
             incremental = {}
             for name in names:
@@ -597,7 +599,9 @@ def main() -> None:
     parser.add_argument("--receivables", type=int, nargs="+", default=[20_000])
     parser.add_argument("--latency-ms", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--changes", type=int, default=300, help="changed before the 2nd run")
+    parser.add_argument(
+        "--changes", type=int, default=300, help="changed before the 2nd run (0: no 2nd run)"
+    )
     parser.add_argument("--batch-size", type=int, default=100_000, help="BATCH file rows")
     parser.add_argument("--skip", nargs="*", default=[], choices=list(CONFIGS))
     parser.add_argument(
