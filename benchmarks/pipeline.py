@@ -55,13 +55,13 @@ API_KEY = "bench-key-000000"
 CONFIGS: dict[str, tuple[str, str]] = {
     "tap": ("tap", "tap alone -> file"),
     "pg-project": ("meltano-postgres", "meltano run -> target-postgres, project settings"),
-    "pg-batch": ("meltano-postgres", "  same, tap BATCH messages (gzip JSONL)"),
-    "pg-defaults": ("meltano-postgres", "  same, the loader's own defaults"),
+    "pg-batch": ("meltano-postgres", "meltano run -> target-postgres, + tap BATCH (gzip)"),
+    "pg-defaults": ("meltano-postgres", "meltano run -> target-postgres, loader defaults"),
     "duckdb-project": ("meltano-duckdb", "meltano run -> target-duckdb (= loader defaults)"),
     "dlt-pg": ("dlt-postgres", "dlt rest_api -> postgres, dlt defaults"),
-    "dlt-pg-csv": ("dlt-postgres", "  same, loader_file_format=csv"),
+    "dlt-pg-csv": ("dlt-postgres", "dlt rest_api -> postgres, loader_file_format=csv"),
     "dlt-duckdb": ("dlt-duckdb", "dlt rest_api -> duckdb, dlt defaults"),
-    "dlt-duckdb-jsonl": ("dlt-duckdb", "  same, loader_file_format=jsonl"),
+    "dlt-duckdb-jsonl": ("dlt-duckdb", "dlt rest_api -> duckdb, loader_file_format=jsonl"),
 }
 # Environment for each Meltano configuration, on top of meltano.yml's `dev` environment.
 LOADER_DEFAULTS = {
