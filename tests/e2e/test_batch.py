@@ -1,7 +1,8 @@
 """BATCH and RECORD loads into PostgreSQL are identical, and both equal the sandbox truth.
 
-target-postgres runs with the project's settings (use_copy on, validate_records off): the
-loader checks nothing, so what it loaded is compared with the truth field by field.
+target-postgres runs with the project's settings from meltano.yml (use_copy on,
+validate_records off, no _sdc_ columns): the loader checks nothing, so what it loaded is
+compared with the truth field by field.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import json
 import typing as t
 
 import psycopg
-from e2e_helpers import loader, pipe
+import yaml
+from e2e_helpers import ROOT, loader, pipe
 from helpers import tap_config, truth_history_rows
 from psycopg.rows import dict_row
 
@@ -22,7 +24,16 @@ if t.TYPE_CHECKING:
 
     from kapwork_sandbox import Sandbox
 
-PROJECT_SETTINGS = {"use_copy": True, "validate_records": False}
+
+def _project_settings() -> dict[str, t.Any]:
+    """target-postgres' config in meltano.yml, without the connection settings."""
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    (plugin,) = [p for p in project["plugins"]["loaders"] if p["name"] == "target-postgres"]
+    connection = {"host", "port", "user", "password", "database", "default_target_schema"}
+    settings = {k: v for k, v in plugin["config"].items() if k not in connection}
+    assert settings["validate_records"] is False
+    assert settings["use_copy"] is True
+    return settings
 
 
 def _conninfo(postgres: dict) -> str:
@@ -92,7 +103,7 @@ def test_batch_and_record_loads_are_identical(
     for name in ("by_record", "by_batch"):
         configs[name] = tmp_path / f"{name}.json"
         configs[name].write_text(
-            json.dumps({**postgres, **PROJECT_SETTINGS, "default_target_schema": name})
+            json.dumps({**postgres, **_project_settings(), "default_target_schema": name})
         )
 
     states = {
