@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import itertools
 import sys
 import time
 import typing as t
+import uuid
+from contextlib import ExitStack
 from functools import cached_property
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
+
+# NB: private module, but the SDK's public Stream.get_batch_config returns its BatchConfig,
+# and SDKBatchMessage is the BATCH message the SDK itself writes; neither is re-exported.
+from singer_sdk.helpers._batch import BatchConfig, SDKBatchMessage
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import SingerMessageType
+from upath import UPath
 
 from tap_kapwork.client import override
 
@@ -21,6 +30,97 @@ if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
 
 FLUSH_BYTES = 1 << 16
+# gzip level 1: measured 4x faster than level 6 and 7x faster than the default 9 on the
+# tap's JSON lines, for files about 30% larger (still a ninth of the JSON).
+GZIP_LEVEL = 1
+
+
+class _BatchFile:
+    """One gzip JSON Lines file of a stream's records, open while records arrive."""
+
+    def __init__(self, root: UPath, filename: str) -> None:
+        # Not StorageTarget.open: it wraps each file in a transaction of the shared
+        # filesystem object, and ending one commits (closes) the other stream's open file.
+        path = root / filename
+        self.url = path.as_uri()
+        self.records = 0
+        self._stack = ExitStack()
+        raw = self._stack.enter_context(path.open("wb"))
+        self._file = self._stack.enter_context(
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL)
+        )
+        self._pending = bytearray()
+
+    def add(self, records: Iterable[dict[str, t.Any]], room: int) -> int:
+        """Encode up to `room` records; returns how many were taken."""
+        pending, encode_into = self._pending, encoder.encode_into
+        count = 0
+        for record in records:
+            encode_into(record, pending, -1)
+            pending += b"\n"
+            count += 1
+            if count == room:
+                break
+        self.records += count
+        if len(pending) >= FLUSH_BYTES:
+            self._file.write(pending)
+            pending.clear()
+        return count
+
+    def close(self) -> None:
+        if self._pending:
+            self._file.write(self._pending)
+            self._pending.clear()
+        self._stack.close()
+
+
+class BatchFiles:
+    """Records as gzip JSON Lines BATCH files, one open file per stream.
+
+    The SDK batches in Stream.get_batches, from the records get_records yields; history
+    rows never pass there (they are written while the receivables listing is read), so
+    batching happens here, where every record passes. A file is closed and its BATCH
+    message written when it holds `batch_size` records, and before any other message
+    (SCHEMA, STATE): a STATE never reaches the target before the files it covers.
+    """
+
+    def __init__(self, config: BatchConfig, tap_name: str) -> None:
+        self.config = config
+        self._root: UPath | None = None
+        self._prefix = f"{config.storage.prefix or ''}{tap_name}--"
+        self._run = uuid.uuid4().hex[:12]
+        self._open: dict[str, _BatchFile] = {}
+        self._numbers: dict[str, int] = {}
+
+    def add(self, stream: str, records: Iterable[dict[str, t.Any]]) -> tuple[int, list[Message]]:
+        """Write records to the stream's file; returns (count, BATCH messages of full files)."""
+        done: list[Message] = []
+        iterator = iter(records)
+        count = 0
+        for first in iterator:  # a file is opened only once a record is there for it
+            file = self._open.get(stream) or self._new_file(stream)
+            room = self.config.batch_size - file.records
+            count += file.add(itertools.chain((first,), iterator), room)
+            if file.records >= self.config.batch_size:
+                done.append(self._close(stream))
+        return count, done
+
+    def close_all(self) -> list[Message]:
+        return [self._close(stream) for stream in list(self._open)]
+
+    def _new_file(self, stream: str) -> _BatchFile:
+        number = self._numbers[stream] = self._numbers.get(stream, 0) + 1
+        name = f"{self._prefix}{stream}-{self._run}-{number}.json.gz"
+        if self._root is None:
+            self._root = UPath(self.config.storage.root, **self.config.storage.params)
+            self._root.mkdir(parents=True, exist_ok=True)
+        file = self._open[stream] = _BatchFile(self._root, name)
+        return file
+
+    def _close(self, stream: str) -> Message:
+        file = self._open.pop(stream)
+        file.close()
+        return SDKBatchMessage(stream=stream, encoding=self.config.encoding, manifest=[file.url])
 
 
 class BufferedMsgSpecWriter(MsgSpecWriter):
@@ -34,16 +134,38 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         self._prefixes: dict[str, bytes] = {}
         self._suffix = b""
         self._extracted_tick = -1.0
+        self.batches: BatchFiles | None = None
+
+    def use_batches(self, config: BatchConfig, tap_name: str) -> None:
+        """From now on, records go to BATCH files instead of RECORD messages."""
+        self.batches = BatchFiles(config, tap_name)
 
     @override
     def write_message(self, message: Message) -> None:
+        if self.batches is not None:
+            if message.type == SingerMessageType.RECORD:
+                # The SDK's record path (deselected properties): the record as mapped.
+                record = t.cast(t.Any, message)
+                self._write_batch_messages(self.batches.add(record.stream, (record.record,))[1])
+                return
+            self._write_batch_messages(self.batches.close_all())
         self._pending += self.format_message(message)
         if message.type != SingerMessageType.RECORD or len(self._pending) >= FLUSH_BYTES:
+            self.flush()
+
+    def _write_batch_messages(self, messages: list[Message]) -> None:
+        for message in messages:
+            self._pending += self.format_message(message)
+        if messages:
             self.flush()
 
     def write_records(self, stream: str, records: Iterable[dict[str, t.Any]]) -> int:
         """Encode RECORDs straight into the buffer: no message objects, and the parts
         that are the same for every record of the stream encoded once."""
+        if self.batches is not None:
+            count, done = self.batches.add(stream, records)
+            self._write_batch_messages(done)
+            return count
         now = time.monotonic()
         if now - self._extracted_tick >= 1.0:  # time_extracted to the second is plenty
             self._extracted_tick = now
@@ -66,6 +188,7 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         return count
 
     def flush(self) -> None:
+        """Write what is buffered to stdout (open BATCH files stay open)."""
         if self._pending:
             sys.stdout.buffer.write(self._pending)
             self._pending.clear()
@@ -97,6 +220,12 @@ class PlainRecordOutput:
             and isinstance(stream._tap.message_writer, BufferedMsgSpecWriter)
         )
 
+    def get_batch_config(self, config: t.Mapping) -> BatchConfig | None:
+        """None: the SDK's batch path would never see the history rows, which are written
+        while the receivables listing is read. The tap's writer batches instead (see
+        BatchFiles), so the SDK's record path runs and STATE stays in step."""
+        return None
+
     def _write_record_message(self, record: dict[str, t.Any]) -> None:
         self.write_records((record,))
 
@@ -112,3 +241,39 @@ class PlainRecordOutput:
             super()._write_record_message(record)  # type: ignore[misc]
             count += 1
         return count
+
+
+def batch_config_errors(config: t.Mapping[str, t.Any]) -> list[str]:
+    """What is wrong with `batch_config` (none when it is unset), one message each."""
+    raw = config.get("batch_config")
+    if not raw:
+        return []
+    where = " in config['batch_config']"
+    errors = []
+    encoding = raw.get("encoding") or {}
+    if encoding.get("format") != "jsonl" or encoding.get("compression") != "gzip":
+        errors.append(
+            'batch_config.encoding must be {"format": "jsonl", "compression": "gzip"} '
+            "(the only encoding the tap writes)" + where
+        )
+    if not (raw.get("storage") or {}).get("root"):
+        errors.append(
+            "batch_config.storage.root must name a folder the target can read, such as "
+            "file:///tmp/kapwork-batches" + where
+        )
+    size = raw.get("batch_size", 1)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        errors.append("batch_config.batch_size must be a positive integer" + where)
+    if config.get("stream_maps") or config.get("flattening_enabled"):
+        errors.append(
+            "batch_config cannot be combined with stream_maps or flattening_enabled (BATCH "
+            "files carry records as the tap reads them): unset one of them" + where
+        )
+    return errors
+
+
+def batch_config(config: t.Mapping[str, t.Any]) -> BatchConfig | None:
+    """The BatchConfig for a valid `batch_config` setting, else None."""
+    if not config.get("batch_config") or batch_config_errors(config):
+        return None
+    return BatchConfig.from_dict(dict(config["batch_config"]))

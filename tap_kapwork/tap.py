@@ -26,7 +26,7 @@ from tap_kapwork.inputs import (
     parse_state,
     read_config_files,
 )
-from tap_kapwork.output import BufferedMsgSpecWriter
+from tap_kapwork.output import BufferedMsgSpecWriter, batch_config, batch_config_errors
 from tap_kapwork.streams import ReceivableHistoryStream, ReceivablesStream
 from tap_kapwork.timestamps import parse_timestamp
 
@@ -47,13 +47,14 @@ class TapKapwork(Tap):
     name = "tap-kapwork"
     package_name = "tap-kapwork"
     message_writer_class = BufferedMsgSpecWriter
-    # No BATCH (history rows are written while the receivables listing is read) and
-    # no ACTIVATE_VERSION (both streams are incremental).
+    # BATCH: opt-in `batch_config`, written by the tap's writer (see output.BatchFiles).
+    # No ACTIVATE_VERSION (both streams are incremental).
     capabilities: t.ClassVar[list] = [
         TapCapabilities.CATALOG,
         TapCapabilities.STATE,
         TapCapabilities.DISCOVER,
         PluginCapabilities.ABOUT,
+        PluginCapabilities.BATCH,
         PluginCapabilities.STREAM_MAPS,
         PluginCapabilities.FLATTENING,
         PluginCapabilities.STRUCTURED_LOGGING,
@@ -198,6 +199,9 @@ class TapKapwork(Tap):
         self.retry_stats = RetryStats()
         if kwargs.get("validate_config", True):
             check_config(self.config)
+        batches = batch_config(self.config)
+        if batches is not None and isinstance(self.message_writer, BufferedMsgSpecWriter):
+            self.message_writer.use_batches(batches, self.name)
 
     @override
     def discover_streams(self) -> list[Stream]:
@@ -348,6 +352,7 @@ def check_config(config: t.Mapping[str, t.Any]) -> None:
             "refusing to send the API key over plain http to "
             f"{url.hostname}: use https, or set allow_insecure_http to true in config['api_url']"
         )
+    errors += batch_config_errors(config)
     if errors:
         raise ConfigValidationError("Config validation failed", errors=errors)
 

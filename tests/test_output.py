@@ -3,7 +3,9 @@ and buffered records always reach the target before the STATE that covers them."
 
 from __future__ import annotations
 
+import gzip
 import json
+from pathlib import Path
 
 from helpers import discover, emitted_history_rows, run_tap, tap_config, truth_history_rows
 
@@ -79,3 +81,53 @@ def test_every_record_precedes_the_state_that_covers_it(sandbox):
     assert max(records) < final_state_at
     # Every line is one whole message: buffering never splits or merges them.
     assert all(kind in ("SCHEMA", "RECORD", "STATE") for kind in kinds)
+
+
+def _batch_config(root: Path, batch_size: int = 4000) -> dict:
+    return {
+        "encoding": {"format": "jsonl", "compression": "gzip"},
+        "storage": {"root": root.as_uri()},
+        "batch_size": batch_size,
+    }
+
+
+def _batch_records(message: dict) -> list[dict]:
+    (url,) = message["manifest"]
+    with gzip.open(Path(url.removeprefix("file://")), "rt", encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines]
+
+
+def test_batch_files_hold_exactly_the_records_and_precede_every_state(sandbox, tmp_path):
+    by_record = run_tap(tap_config(sandbox, page_size=100))
+    run = run_tap(tap_config(sandbox, page_size=100, batch_config=_batch_config(tmp_path)))
+    kinds = [m["type"] for m in run.messages]
+    assert "RECORD" not in kinds
+    assert kinds[-1] == "STATE"
+    batches = [m for m in run.messages if m["type"] == "BATCH"]
+    assert {m["stream"] for m in batches} == {"receivables", "receivable_history"}
+    for message in batches:
+        assert message["encoding"] == {"format": "jsonl", "compression": "gzip"}
+        assert 0 < len(_batch_records(message)) <= 4000
+    history = [r for m in batches if m["stream"] == "receivable_history" for r in _batch_records(m)]
+    assert len(history) > 4000, "the history stream needs more than one file here"
+    for stream in ("receivables", "receivable_history"):
+        in_files = [r for m in batches if m["stream"] == stream for r in _batch_records(m)]
+        assert in_files == by_record.records(stream)  # same records, same order
+    # A BATCH is written as soon as its file is closed, and every file is closed before
+    # any STATE: no STATE can run ahead of the records it covers.
+    assert max(i for i, kind in enumerate(kinds) if kind == "BATCH") < len(kinds) - 1
+    assert len(list(tmp_path.iterdir())) == len(batches)
+    assert run.state == by_record.state
+
+
+def test_batch_config_with_stream_maps_is_one_clear_error(sandbox, tmp_path):
+    maps = {"receivables": {"metadata": "__NULL__"}}
+    run = run_tap(
+        tap_config(sandbox, stream_maps=maps, batch_config=_batch_config(tmp_path)), check=False
+    )
+    assert run.returncode != 0
+    assert run.stdout == ""
+    assert "Traceback" not in run.stderr
+    (line,) = run.error_lines
+    assert "batch_config cannot be combined with stream_maps or flattening_enabled" in line
+    assert list(tmp_path.iterdir()) == []

@@ -69,6 +69,7 @@ CAPABILITIES = {
     "stream-maps",
     "schema-flattening",
     "structured-logging",
+    "batch",
 }
 
 
