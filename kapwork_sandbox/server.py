@@ -359,7 +359,11 @@ class Sandbox:
         # Date header, the stamps of new changes and its 24-hour default follow it.
         # `edge` (the tests' default) or `realistic` (the demo's), see portfolio.py
         self.dataset = build_dataset(
-            profile, receivables, seed, anchor, _seconds(clock_offset_seconds),
+            profile,
+            receivables,
+            seed,
+            anchor,
+            _seconds(clock_offset_seconds),
             same_instant_share,
         )
         self.plan = FaultPlan()
