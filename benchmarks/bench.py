@@ -61,6 +61,9 @@ def start_sandbox(receivables: int, latency_ms: int, seed: int) -> tuple[subproc
             API_KEY,
             "--latency-ms",
             str(latency_ms),
+            # The edge-case data (long histories) these figures have always been measured on.
+            "--profile",
+            "edge",
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -110,6 +110,8 @@ class Sandbox:
                 str(BIN / "kapwork-sandbox"),
                 *("--port", str(self.port), "--receivables", str(receivables)),
                 *("--seed", str(seed), "--api-key", API_KEY, "--latency-ms", str(latency_ms)),
+                # The edge-case data the tap's figures have always been measured on.
+                *("--profile", "edge"),
             ],
             stdout=subprocess.PIPE,
             text=True,
