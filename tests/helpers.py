@@ -1,4 +1,4 @@
-"""Test helpers: run the tap as users do, and compare its output with the sandbox truth."""
+"""Test helpers over kapwork_sandbox.testing: the tap as users run it, failures checked."""
 
 from __future__ import annotations
 
