@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from kapwork_sandbox.testing import SandboxProcess
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -40,39 +41,16 @@ class Result:
         return self.rows / self.wall
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_sandbox(receivables: int, latency_ms: int, seed: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(BIN / "kapwork-sandbox"),
-            "--port",
-            str(port),
-            "--receivables",
-            str(receivables),
-            "--seed",
-            str(seed),
-            "--api-key",
-            API_KEY,
-            "--latency-ms",
-            str(latency_ms),
+def start_sandbox(receivables: int, latency_ms: int, seed: int) -> SandboxProcess:
+    try:
+        return SandboxProcess(
+            *("--receivables", str(receivables), "--seed", str(seed), "--api-key", API_KEY),
+            *("--latency-ms", str(latency_ms)),
             # The edge-case data (long histories) these figures have always been measured on.
-            "--profile",
-            "edge",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stdout.readline() if proc.stdout else ""
-    if "listening" not in line:
-        proc.kill()
-        raise SystemExit(f"sandbox did not start: {line!r}")
-    return proc, f"http://127.0.0.1:{port}"
+            *("--profile", "edge"),
+        )
+    except RuntimeError as error:
+        raise SystemExit(str(error)) from None
 
 
 # Peak RSS comes from wait4() in a small wrapper process, not in this one: on Linux a
@@ -127,7 +105,8 @@ def measure(name: str, args: list[str], output: Path) -> Result:
 
 def run_size(args: argparse.Namespace, receivables: int) -> tuple[Result, Result]:
     print(f"Sandbox: {receivables:,} receivables, {args.latency_ms} ms latency per request")
-    sandbox, url = start_sandbox(receivables, args.latency_ms, args.seed)
+    sandbox = start_sandbox(receivables, args.latency_ms, args.seed)
+    url = sandbox.url
     try:
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp, "config.json")
@@ -164,8 +143,7 @@ def run_size(args: argparse.Namespace, receivables: int) -> tuple[Result, Result
                 Path(tmp, "tap.jsonl"),
             )
     finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=30)
+        sandbox.stop()
     report(loop, tap)
     return loop, tap
 

@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from tap_runner import run_tap
-
 from kapwork_sandbox import Sandbox
+from kapwork_sandbox.testing import emitted_history_rows, expected_history_rows, run_tap
 
 API_KEY = "faults-key-000000"
 
@@ -37,7 +36,7 @@ def main() -> None:
             "history_limit": args.history_limit,
         }
         truth = sandbox.truth()
-        clean_wall, *_ = run_tap(config)
+        clean = run_tap(config, check=SystemExit)
         sandbox.set_faults(
             error_rate=0.10,
             rate_limit_rps=20,
@@ -47,28 +46,19 @@ def main() -> None:
             seed=7,
         )
         sandbox.clear_requests()
-        wall, messages, log, _ = run_tap(config)
-        records = [m for m in messages if m["type"] == "RECORD"]
+        run = run_tap(config, check=SystemExit)
         requests = sandbox.requests
 
-    receivables = {m["record"]["id"] for m in records if m["stream"] == "receivables"}
-    history = {
-        (r["receivable_id"], r["changed_at"], r["field"])
-        for r in (m["record"] for m in records if m["stream"] == "receivable_history")
-    }
-    expected = {
-        (r["id"], entry["changed_at"], field)
-        for r in truth
-        for entry in r["history"]
-        for field in entry["changes"]
-    }
+    receivables = {r["id"] for r in run.records("receivables")}
+    history = set(emitted_history_rows(run.records("receivable_history")))
+    expected = expected_history_rows(truth)
     faults = Counter(r["fault"] for r in requests if r["fault"])
-    summary = next((line for line in log.splitlines() if "HTTP retries:" in line), "none")
+    summary = next((line for line in run.stderr.splitlines() if "HTTP retries:" in line), "none")
     print(f"Sandbox: {args.receivables:,} receivables; {len(requests):,} API requests")
     print(f"faults injected:      {dict(faults)}")
     print(f"tap retry summary:    {summary.split('HTTP retries: ', 1)[-1]}")
-    print(f"wall time:            {clean_wall:.1f} s without faults, {wall:.1f} s with them")
-    print(f"extra time:           {wall - clean_wall:.1f} s")
+    print(f"wall time:            {clean.wall:.1f} s without faults, {run.wall:.1f} s with them")
+    print(f"extra time:           {run.wall - clean.wall:.1f} s")
     missing = [r["id"] for r in truth if r["id"] not in receivables]
     print(f"missing receivables:  {len(missing)} of {len(truth):,}")
     print(f"missing history rows: {len(expected - history)} of {len(expected):,}")

@@ -29,8 +29,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +41,13 @@ from pathlib import Path
 import duckdb
 import psutil
 import psycopg
+
+from kapwork_sandbox.testing import (
+    PostgresError,
+    SandboxProcess,
+    ThrowawayPostgres,
+    expected_history_rows,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -92,34 +97,22 @@ class Result:
         return self.rows / self.wall if self.wall else 0.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # --- the services ---------------------------------------------------------------------
 
 
-class Sandbox:
+class Sandbox(SandboxProcess):
+    """`kapwork-sandbox` in its own process, its CPU measured."""
+
     def __init__(self, receivables: int, latency_ms: int, seed: int) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [
-                str(BIN / "kapwork-sandbox"),
-                *("--port", str(self.port), "--receivables", str(receivables)),
-                *("--seed", str(seed), "--api-key", API_KEY, "--latency-ms", str(latency_ms)),
-                # The edge-case data the tap's figures have always been measured on.
+        try:
+            super().__init__(
+                *("--receivables", str(receivables), "--seed", str(seed), "--api-key", API_KEY),
+                *("--latency-ms", str(latency_ms)),
+                # The edge-case data (long histories) these figures have always been measured on.
                 *("--profile", "edge"),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
-        if "listening" not in line:
-            self.proc.kill()
-            raise SystemExit(f"The sandbox did not start: {line!r}")
+            )
+        except RuntimeError as error:
+            raise SystemExit(str(error)) from None
         self.process = psutil.Process(self.proc.pid)
 
     def control(self, path: str, body: dict | None = None) -> t.Any:
@@ -135,46 +128,21 @@ class Sandbox:
         return times.user + times.system
 
     def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
+        self.stop()
 
 
-class Postgres:
-    """A throwaway cluster, as tests/e2e/conftest.py starts one (as `postgres` when root)."""
+class Postgres(ThrowawayPostgres):
+    """The throwaway cluster the tests use too, its server's CPU measured; commits do not
+    wait for the disk (`synchronous_commit=off`, on top of fsync off)."""
 
     def __init__(self) -> None:
-        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-        if not found and not shutil.which("initdb"):
-            raise SystemExit("PostgreSQL's initdb was not found (/usr/lib/postgresql/*/bin).")
-        bindir = found[-1].parent if found else Path(shutil.which("initdb") or "").parent
-        self.workdir = Path(tempfile.mkdtemp(prefix="kapwork-bench-pg-"))
-        self.run_as: list[str] = []
-        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-            self.run_as = ["runuser", "-u", "postgres", "--"]
-            shutil.chown(self.workdir, user="postgres")
-        self.pg_ctl, self.data, self.port = (
-            str(bindir / "pg_ctl"),
-            self.workdir / "data",
-            free_port(),
-        )
-        self._sh(str(bindir / "initdb"), "-D", str(self.data), "-U", "kapwork", "--auth=trust")
-        options = (
-            f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off"
-        )
-        self._sh(self.pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.workdir / "log"))
-        pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        self.process = psutil.Process(pid)
-        self.settings = {"host": "127.0.0.1", "port": self.port, "user": "kapwork"}
-        self.conninfo = f"host=127.0.0.1 port={self.port} user=kapwork dbname=postgres"
+        super().__init__(options=["-c synchronous_commit=off"], prefix="kapwork-bench-pg-")
+        try:
+            self.start()
+        except PostgresError as error:
+            raise SystemExit(str(error)) from None
+        self.process = psutil.Process(self.pid)
         self.dsn = f"postgresql://kapwork:unused@127.0.0.1:{self.port}/postgres"  # trust auth
-
-    def _sh(self, *args: str) -> None:
-        if args[0].endswith("pg_ctl"):
-            args = (*args, "-w", "start")
-        proc = subprocess.run([*self.run_as, *args], capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise SystemExit(f"PostgreSQL could not start: {proc.stderr.strip()}")
 
     def cpu(self) -> float:
         """The server's CPU so far: postmaster, live backends, and the exited ones."""
@@ -189,12 +157,7 @@ class Postgres:
         return total
 
     def close(self) -> None:
-        subprocess.run(
-            [*self.run_as, self.pg_ctl, "-D", str(self.data), "-m", "fast", "stop"],
-            capture_output=True,
-            check=False,
-        )
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.stop()
 
 
 # --- running and measuring ------------------------------------------------------------
@@ -305,12 +268,7 @@ def digest(receivables: t.Iterable[tuple], history: t.Iterable[tuple] | None) ->
 def truth_digest(truth: list[dict]) -> tuple[str, str, int]:
     """(digest of the Singer rows, digest of the receivables alone, Singer row count)."""
     receivables = [(r["id"], r["updated_at"]) for r in truth]
-    history = [
-        (r["id"], entry["changed_at"], name)
-        for r in truth
-        for entry in r.get("history") or []
-        for name in entry["changes"]
-    ]
+    history = [row[:3] for row in expected_history_rows(truth)]
     return digest(receivables, history), digest(receivables, None), len(truth) + len(history)
 
 

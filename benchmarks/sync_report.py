@@ -17,57 +17,46 @@ import argparse
 import datetime as dt
 from collections import Counter
 
-from tap_runner import run_tap
-
 from kapwork_sandbox import Sandbox
+from kapwork_sandbox.testing import (
+    TapRun,
+    changes_since,
+    emitted_history_rows,
+    expected_history_rows,
+    run_tap,
+    updated_since,
+)
 from tap_kapwork.timestamps import parse_timestamp
 
 API_KEY = "report-key-000000"
-
-
-def changes(truth: list[dict]) -> set[tuple]:
-    return {
-        (r["id"], entry["changed_at"], field)
-        for r in truth
-        for entry in r["history"]
-        for field in entry["changes"]
-    }
 
 
 def window(truth: list[dict], state: dict, lookback: int) -> tuple[set, set]:
     """Receivables and history changes at or after the bookmark minus the look-back."""
     bookmark = state["bookmarks"]["receivables"]["replication_key_value"]
     since = parse_timestamp(bookmark) - dt.timedelta(seconds=lookback)
-    return (
-        {r["id"] for r in truth if parse_timestamp(r["updated_at"]) >= since},
-        {c for c in changes(truth) if parse_timestamp(c[1]) >= since},
-    )
+    return updated_since(truth, since), changes_since(truth, since)
 
 
-def last_state(run: tuple) -> dict:
-    return next(m["value"] for m in reversed(run[1]) if m["type"] == "STATE")
+def last_state(run: TapRun) -> dict:
+    assert run.state is not None, "the tap wrote no STATE"
+    return run.state
 
 
 def report(
     label: str,
     sandbox: Sandbox,
-    run: tuple,
+    run: TapRun,
     receivables: set,
     history: set,
     lookback: tuple[set, set] = (set(), set()),
 ) -> None:
-    _, messages, _, state_lines = run
-    records = [m for m in messages if m["type"] == "RECORD"]
-    got_receivables = {m["record"]["id"] for m in records if m["stream"] == "receivables"}
-    got_history = [
-        (m["record"]["receivable_id"], m["record"]["changed_at"], m["record"]["field"])
-        for m in records
-        if m["stream"] == "receivable_history"
-    ]
+    got_receivables = {r["id"] for r in run.records("receivables")}
+    got_history = emitted_history_rows(run.records("receivable_history"))
     requests = sandbox.requests
     lists = sum(1 for r in requests if r["path"] == "/v1/receivables")
     total = len(sandbox.dataset.records)
-    schemas = Counter(m["stream"] for m in messages if m["type"] == "SCHEMA")
+    schemas = Counter(m["stream"] for m in run.messages if m["type"] == "SCHEMA")
     print(f"{label}")
     again_receivables, again_history = lookback[0] - receivables, lookback[1] - history
     equal = got_receivables == receivables | again_receivables and set(got_history) == (
@@ -87,7 +76,7 @@ def report(
         f"  requests: {len(requests):,} ({lists} list pages, {len(requests) - lists} single) = "
         f"{len(requests) / total * 1000:.2f} per 1,000 receivables"
     )
-    print(f"  largest STATE: {max(len(line.encode()) for line in state_lines)} bytes")
+    print(f"  largest STATE: {max(len(line.encode()) for line in run.state_lines)} bytes")
     print(f"  SCHEMA messages per stream: {dict(schemas)}")
 
 
@@ -108,14 +97,20 @@ def main() -> None:
             "lookback_seconds": args.lookback_seconds,
         }
         truth = sandbox.truth()
-        first = run_tap(config)
-        report("Run 1 (full sync)", sandbox, first, {r["id"] for r in truth}, changes(truth))
+        first = run_tap(config, check=SystemExit)
+        report(
+            "Run 1 (full sync)",
+            sandbox,
+            first,
+            {r["id"] for r in truth},
+            expected_history_rows(truth),
+        )
 
         changed = set(sandbox.mutate(args.updates)) | set(sandbox.insert(args.inserts))
         now = sandbox.truth()
-        new_changes = changes(now) - changes(truth)
+        new_changes = expected_history_rows(now) - expected_history_rows(truth)
         sandbox.clear_requests()
-        second = run_tap(config, state=last_state(first))
+        second = run_tap(config, last_state(first), check=SystemExit)
         report(
             f"Run 2 (after {args.updates} updates and {args.inserts} inserts, from run 1's STATE)",
             sandbox,
@@ -125,7 +120,7 @@ def main() -> None:
             window(now, last_state(first), args.lookback_seconds),
         )
         sandbox.clear_requests()
-        third = run_tap(config, state=last_state(second))
+        third = run_tap(config, last_state(second), check=SystemExit)
         report(
             "Run 3 (nothing changed, from run 2's STATE: the look-back's cost)",
             sandbox,

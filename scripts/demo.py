@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -20,8 +18,9 @@ from pathlib import Path
 import duckdb
 import report
 
+from kapwork_sandbox.testing import SandboxProcess
+
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
 DATABASE = ROOT / "output" / "warehouse.duckdb"
 STATE_ID = "dev:tap-kapwork-to-target-duckdb"
@@ -30,12 +29,6 @@ RECEIVABLES = 3000
 
 def say(message: str) -> None:
     print(f"==> {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def meltano(*args: str, env: dict[str, str], quiet: bool = False) -> None:
@@ -96,25 +89,11 @@ def summary() -> int:
 
 def main() -> None:
     started = time.monotonic()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    say(f"Starting the Kapwork sandbox on {url} with {RECEIVABLES:,} receivables")
-    sandbox = subprocess.Popen(
-        [
-            str(BIN / "kapwork-sandbox"),
-            "--port",
-            str(port),
-            "--receivables",
-            str(RECEIVABLES),
-            "--profile",
-            "realistic",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    say(f"Starting the Kapwork sandbox with {RECEIVABLES:,} receivables")
+    sandbox = SandboxProcess("--receivables", str(RECEIVABLES), "--profile", "realistic")
+    url = sandbox.url
     try:
-        assert sandbox.stdout is not None
-        print("    " + sandbox.stdout.readline().strip(), flush=True)
+        print("    " + sandbox.banner, flush=True)
         env = {**os.environ, "TAP_KAPWORK_API_URL": url, "MELTANO_ENVIRONMENT": "dev"}
         DATABASE.parent.mkdir(exist_ok=True)
         for stale in (DATABASE, DATABASE.with_suffix(".duckdb.wal")):
@@ -148,8 +127,7 @@ def main() -> None:
         dbt_seconds = time.monotonic() - began
         say(f"dbt build took {dbt_seconds:.1f} s (Meltano and dbt start-up included)")
     finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=30)
+        sandbox.stop()
 
     smallest = summary()
     print()

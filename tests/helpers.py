@@ -1,21 +1,20 @@
-"""Test helpers: run the tap as users do, and compare its output with the sandbox truth."""
+"""Test helpers over kapwork_sandbox.testing: the tap as users run it, failures checked."""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import importlib.util
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import types
 import typing as t
 import urllib.parse
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from kapwork_sandbox import testing
+from kapwork_sandbox.testing import TAP, TapRun, write_json
 from tap_kapwork.timestamps import parse_timestamp
 
 if t.TYPE_CHECKING:
@@ -24,41 +23,6 @@ if t.TYPE_CHECKING:
 
 # Distinctive, so that grepping output for it means something.
 API_KEY = "kw_test_4f1d9c2b7e8a6d5c3b2a1f0e"
-TAP = str(Path(sys.executable).with_name("tap-kapwork"))
-
-
-@dataclass
-class TapRun:
-    """The outcome of one `tap-kapwork` process."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-    messages: list[dict] = field(default_factory=list)
-
-    def records(self, stream: str) -> list[dict]:
-        return [
-            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
-        ]
-
-    def schemas(self, stream: str) -> list[dict]:
-        return [m for m in self.messages if m["type"] == "SCHEMA" and m["stream"] == stream]
-
-    @property
-    def states(self) -> list[dict]:
-        return [m["value"] for m in self.messages if m["type"] == "STATE"]
-
-    @property
-    def state(self) -> dict | None:
-        return self.states[-1] if self.states else None
-
-    @property
-    def state_lines(self) -> list[str]:
-        return [line for line in self.stdout.split("\n") if '"type":"STATE"' in line]
-
-    @property
-    def error_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if "| ERROR" in line]
 
 
 # The default lookback_seconds: what an incremental run reads again before its bookmark.
@@ -80,20 +44,15 @@ def run_tap(
     timeout: float = 300,
     check: bool = True,
 ) -> TapRun:
-    with tempfile.TemporaryDirectory() as tmp:
-        args = [TAP, "--config", _write(tmp, "config.json", config), *extra_args]
-        if state is not None:
-            args += ["--state", _write(tmp, "state.json", state)]
-        if catalog is not None:
-            args += ["--catalog", _write(tmp, "catalog.json", catalog)]
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
-    run = TapRun(proc.returncode, proc.stdout, proc.stderr)
-    # Singer messages end at "\n" only: str.splitlines would also split inside a value
-    # holding U+2028 (which JSON leaves unescaped).
-    run.messages = [json.loads(line) for line in proc.stdout.split("\n") if line.strip()]
-    if check and proc.returncode != 0:
-        raise AssertionError(f"tap-kapwork exited {proc.returncode}:\n{proc.stderr[-4000:]}")
-    return run
+    """`kapwork_sandbox.testing.run_tap`; with `check`, a failed run fails the test."""
+    return testing.run_tap(
+        config,
+        state,
+        catalog=catalog,
+        extra_args=extra_args,
+        timeout=timeout,
+        check=AssertionError if check else None,
+    )
 
 
 def run_tap_cli(
@@ -124,9 +83,7 @@ def run_tap_cli(
             env=full_env,
             cwd=tmp,
         )
-    run = TapRun(proc.returncode, proc.stdout, proc.stderr)
-    run.messages = [json.loads(line) for line in proc.stdout.split("\n") if line.strip()]
-    return run
+    return TapRun.from_process(proc)
 
 
 def assert_one_line_failure(
@@ -162,15 +119,9 @@ def assert_secret_absent(run: TapRun, secret: str) -> None:
         assert spelling not in output, f"the key appears as {spelling!r}"
 
 
-def _write(directory: str, name: str, content: dict) -> str:
-    path = Path(directory) / name
-    path.write_text(json.dumps(content))
-    return str(path)
-
-
 def discover(config: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        args = [TAP, "--config", _write(tmp, "config.json", config), "--discover"]
+        args = [TAP, "--config", write_json(tmp, "config.json", config), "--discover"]
         proc = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60)
     return json.loads(proc.stdout)
 
@@ -184,64 +135,6 @@ def select_only(catalog: dict, *streams: str) -> dict:
     return catalog
 
 
-def truth_history_rows(truth: list[dict]) -> set[tuple]:
-    """(receivable_id, changed_at, field, from, to) for every change in the truth."""
-    return {
-        (rec["id"], entry["changed_at"], name, _key(change.get("from")), _key(change.get("to")))
-        for rec in truth
-        for entry in rec.get("history") or []
-        for name, change in entry["changes"].items()
-    }
-
-
-def emitted_history_rows(records: list[dict]) -> list[tuple]:
-    return [
-        (
-            r["receivable_id"],
-            r["changed_at"],
-            r["field"],
-            _key(r["from_value"]),
-            _key(r["to_value"]),
-        )
-        for r in records
-    ]
-
-
-def arrival(value: t.Any) -> t.Any:
-    """A history value as the README says it arrives: strings, integers (integral numbers
-    too), booleans and null as they are; anything else as JSON text, keys sorted."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if value is None or isinstance(value, (str, int)):
-        return value
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-
-def change_hash(before: t.Any, after: t.Any) -> str:
-    """The documented history key column, computed here independently of the tap: SHA-256
-    of the compact JSON `[from_value, to_value]`, first 16 hex digits."""
-    text = json.dumps([arrival(before), arrival(after)], separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def truth_history_keys(truth: list[dict]) -> set[tuple]:
-    """(receivable_id, changed_at, field, change_hash): the history primary key, from truth."""
-    return {
-        (rec["id"], entry["changed_at"], name, change_hash(change.get("from"), change.get("to")))
-        for rec in truth
-        for entry in rec.get("history") or []
-        for name, change in entry["changes"].items()
-    }
-
-
-def emitted_history_keys(records: list[dict]) -> list[tuple]:
-    return [(r["receivable_id"], r["changed_at"], r["field"], r["change_hash"]) for r in records]
-
-
-def _key(value: t.Any) -> t.Any:
-    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
-
-
 def without_history(receivable: dict) -> dict:
     return {k: v for k, v in receivable.items() if k != "history"}
 
@@ -249,16 +142,6 @@ def without_history(receivable: dict) -> dict:
 def bookmark(state: dict, stream: str) -> dt.datetime:
     """The stream's bookmark in a STATE value (no partitions)."""
     return parse_timestamp(state["bookmarks"][stream]["replication_key_value"])
-
-
-def updated_since(truth: list[dict], since: dt.datetime) -> set[str]:
-    """Ids of receivables updated at or after `since`: what a look-back may re-emit."""
-    return {r["id"] for r in truth if parse_timestamp(r["updated_at"]) >= since}
-
-
-def changes_since(truth: list[dict], since: dt.datetime) -> set[tuple]:
-    """Truth history rows changed at or after `since`."""
-    return {row for row in truth_history_rows(truth) if parse_timestamp(row[1]) >= since}
 
 
 def script(name: str) -> types.ModuleType:

@@ -23,7 +23,13 @@ from kapwork_sandbox import Sandbox
 E2E = Path(__file__).resolve().parent / "e2e"
 KINDS = ("unit", "sandbox", "e2e")
 # How a test's code shows that it starts a sandbox.
-STARTS_A_SANDBOX = ("Sandbox(", "SANDBOX_CLI", "kapwork-sandbox", "kapwork_sandbox.cli")
+STARTS_A_SANDBOX = (
+    "Sandbox(",
+    "SandboxProcess(",
+    "SANDBOX_CLI",
+    "kapwork-sandbox",
+    "kapwork_sandbox.cli",
+)
 
 
 @functools.cache

@@ -6,18 +6,10 @@ import os
 import time
 
 import pytest
-from helpers import (
-    API_KEY,
-    assert_one_line_failure,
-    discover,
-    emitted_history_rows,
-    run_tap,
-    tap_config,
-    truth_history_rows,
-    without_history,
-)
+from helpers import API_KEY, assert_one_line_failure, discover, run_tap, tap_config, without_history
 
 from kapwork_sandbox import Sandbox
+from kapwork_sandbox.testing import emitted_history_rows, expected_history_rows
 from tap_kapwork.client import parse_retry_after
 from tap_kapwork.errors import NotFoundError
 from tap_kapwork.history import HistoryCompleter, HistoryLimits
@@ -38,7 +30,9 @@ def test_completes_with_nothing_missing_under_faults(sandbox):
     assert {"error", "rate_limit", "truncate", "drop"} <= {f.split(":")[0] for f in faults}
     by_id = {r["id"]: r for r in run.records("receivables")}
     assert by_id == {r["id"]: without_history(r) for r in truth}
-    assert set(emitted_history_rows(run.records("receivable_history"))) == truth_history_rows(truth)
+    assert set(emitted_history_rows(run.records("receivable_history"))) == expected_history_rows(
+        truth
+    )
     assert "HTTP retries:" in run.stderr
     assert API_KEY not in run.stdout + run.stderr
 
@@ -169,7 +163,7 @@ def test_resume_after_sigkill_loses_nothing(sandbox):
     from helpers import TAP
 
     first = run_tap(tap_config(sandbox))
-    before = truth_history_rows(sandbox.truth())
+    before = expected_history_rows(sandbox.truth())
     changed = set(sandbox.mutate(300))
     truth = sandbox.truth()
     sandbox.set_faults(latency_ms=40)
@@ -214,7 +208,7 @@ def test_resume_after_sigkill_loses_nothing(sandbox):
         if m["type"] == "RECORD" and m["stream"] == "receivable_history"
     ]
     emitted = set(emitted_history_rows(partial_history + resumed.records("receivable_history")))
-    assert truth_history_rows(truth) - before <= emitted
+    assert expected_history_rows(truth) - before <= emitted
 
 
 def test_request_timeout_bounds_a_body_that_trickles_in():
@@ -248,7 +242,9 @@ def test_a_trickled_answer_is_retried_and_nothing_is_missing():
         trickled = [r for r in sandbox.requests if r["fault"] == "trickle"]
     assert trickled
     assert {r["id"] for r in run.records("receivables")} == {r["id"] for r in truth}
-    assert set(emitted_history_rows(run.records("receivable_history"))) == truth_history_rows(truth)
+    assert set(emitted_history_rows(run.records("receivable_history"))) == expected_history_rows(
+        truth
+    )
     assert "timeout:" in run.stderr  # the retry summary counts them as timeouts
 
 

@@ -5,22 +5,18 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from helpers import (
-    API_KEY,
-    LOOKBACK,
-    bookmark,
+from helpers import API_KEY, LOOKBACK, bookmark, run_tap, tap_config
+
+from kapwork_sandbox import Sandbox
+from kapwork_sandbox.testing import (
     change_hash,
     changes_since,
     emitted_history_keys,
     emitted_history_rows,
-    run_tap,
-    tap_config,
-    truth_history_keys,
-    truth_history_rows,
+    expected_history_keys,
+    expected_history_rows,
     updated_since,
 )
-
-from kapwork_sandbox import Sandbox
 from tap_kapwork import history as history_module
 from tap_kapwork.history import HistoryLimits, history_rows, history_since, is_truncated
 from tap_kapwork.timestamps import parse_timestamp
@@ -37,7 +33,7 @@ def test_gap_fill_completes_histories_longer_than_history_limit(sandbox):
     sandbox.clear_requests()
     run = run_tap(tap_config(sandbox, history_limit=5))
     emitted = emitted_history_rows(run.records("receivable_history"))
-    assert set(emitted) == truth_history_rows(truth)
+    assert set(emitted) == expected_history_rows(truth)
     assert max(Counter(emitted).values()) == 1
     fetched = Counter(r["path"].rsplit("/", 1)[1] for r in _single_requests(sandbox))
     assert set(fetched) == long_ones
@@ -51,7 +47,7 @@ def test_gap_fill_falls_back_when_the_api_caps_history_limit(sandbox):
     run = run_tap(tap_config(sandbox, history_limit=60))
     emitted = set(emitted_history_rows(run.records("receivable_history")))
     # What the API will still give: the newest 30 changes of each receivable.
-    reachable = truth_history_rows([{**r, "history": r["history"][:30]} for r in truth])
+    reachable = expected_history_rows([{**r, "history": r["history"][:30]} for r in truth])
     assert emitted == reachable
     assert "history_limit=60" in run.stderr
     lists = [r for r in sandbox.requests if r["path"] == "/v1/receivables"]
@@ -65,13 +61,13 @@ def test_gap_fill_falls_back_when_the_api_caps_history_limit(sandbox):
 
 def test_incremental_gap_fill_stops_at_what_earlier_runs_covered(sandbox):
     first = run_tap(tap_config(sandbox, history_limit=5))
-    before = truth_history_rows(sandbox.truth())
+    before = expected_history_rows(sandbox.truth())
     # Several changes to the same receivables: more than one list page entry can hold.
     changed = sandbox.mutate(10, seed=1)
     for _ in range(7):
         sandbox.mutate(10, seed=1)
     truth = sandbox.truth()
-    new = truth_history_rows(truth) - before
+    new = expected_history_rows(truth) - before
     since = bookmark(first.state, "receivable_history") - LOOKBACK
     sandbox.clear_requests()
     second = run_tap(tap_config(sandbox, history_limit=5), state=first.state)
@@ -175,14 +171,14 @@ def same_instant_sandbox():
 
 def test_same_instant_changes_of_one_field_get_distinct_keys(same_instant_sandbox):
     truth = same_instant_sandbox.truth()
-    without_hash = Counter(key[:3] for key in truth_history_keys(truth))
+    without_hash = Counter(key[:3] for key in expected_history_keys(truth))
     assert max(without_hash.values()) > 1, "the sandbox must stamp two changes together"
     run = run_tap(tap_config(same_instant_sandbox))
     records = run.records("receivable_history")
     keys = emitted_history_keys(records)
     assert len(keys) == len(set(keys)), "two distinct changes share a primary key"
-    assert set(keys) == truth_history_keys(truth)  # the documented hash, computed apart
-    assert set(emitted_history_rows(records)) == truth_history_rows(truth)
+    assert set(keys) == expected_history_keys(truth)  # the documented hash, computed apart
+    assert set(emitted_history_rows(records)) == expected_history_rows(truth)
 
 
 def test_history_keys_are_identical_across_runs(same_instant_sandbox):

@@ -7,7 +7,9 @@ import gzip
 import json
 from pathlib import Path
 
-from helpers import discover, emitted_history_rows, run_tap, tap_config, truth_history_rows
+from helpers import discover, run_tap, tap_config
+
+from kapwork_sandbox.testing import emitted_history_rows, expected_history_rows
 
 
 def test_flattening_expands_objects_in_records_and_schema(sandbox):
@@ -25,7 +27,7 @@ def test_flattening_expands_objects_in_records_and_schema(sandbox):
         assert record["vendor__name"] == expected["vendor"]["name"]
         assert record["debtor__id"] == expected["debtor"]["id"]
         assert record["amount_cents"] == expected["amount_cents"]
-    assert set(emitted_history_rows(run.records("receivable_history"))) == truth_history_rows(
+    assert set(emitted_history_rows(run.records("receivable_history"))) == expected_history_rows(
         list(truth.values())
     )
 
@@ -48,7 +50,7 @@ def test_stream_maps_add_drop_and_filter(sandbox):
     history = run.records("receivable_history")
     assert history
     assert {row["field"] for row in history} == {"status"}
-    expected = {row for row in truth_history_rows(list(truth.values())) if row[2] == "status"}
+    expected = {row for row in expected_history_rows(list(truth.values())) if row[2] == "status"}
     assert set(emitted_history_rows(history)) == expected
 
 

@@ -171,7 +171,9 @@ def test_a_stable_over_count_is_not_drift():
 
 def test_sync_during_churn_then_one_more_run_misses_nothing(sandbox):
     """Updates land several times a second while the tap pages through the listing."""
-    from helpers import emitted_history_rows, run_tap, tap_config, truth_history_rows
+    from helpers import run_tap, tap_config
+
+    from kapwork_sandbox.testing import emitted_history_rows, expected_history_rows
 
     sandbox.set_faults(latency_ms=25)
     config = tap_config(sandbox, page_size=25, max_parallel_requests=2)
@@ -198,4 +200,4 @@ def test_sync_during_churn_then_one_more_run_misses_nothing(sandbox):
             first.records("receivable_history") + second.records("receivable_history")
         )
     )
-    assert truth_history_rows(truth) - emitted == set()
+    assert expected_history_rows(truth) - emitted == set()

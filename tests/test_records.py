@@ -8,18 +8,10 @@ import random
 
 import jsonschema
 import pytest
-from helpers import (
-    API_KEY,
-    arrival,
-    assert_one_line_failure,
-    discover,
-    emitted_history_rows,
-    run_tap,
-    tap_config,
-    without_history,
-)
+from helpers import API_KEY, assert_one_line_failure, discover, run_tap, tap_config, without_history
 
 from kapwork_sandbox import Sandbox
+from kapwork_sandbox.testing import arrival, emitted_history_rows
 from tap_kapwork.records import INT64_MAX, INT64_MIN
 
 FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER

@@ -7,20 +7,14 @@ from collections import Counter
 
 import jsonschema
 import pytest
-from helpers import (
-    LOOKBACK,
-    bookmark,
-    changes_since,
-    discover,
-    emitted_history_rows,
-    run_tap,
-    select_only,
-    tap_config,
-    truth_history_rows,
-    updated_since,
-    without_history,
-)
+from helpers import LOOKBACK, bookmark, discover, run_tap, select_only, tap_config, without_history
 
+from kapwork_sandbox.testing import (
+    changes_since,
+    emitted_history_rows,
+    expected_history_rows,
+    updated_since,
+)
 from tap_kapwork.timestamps import parse_timestamp
 
 
@@ -45,7 +39,7 @@ def test_full_sync_emits_every_history_change_once(full_run):
     run, truth, _ = full_run
     emitted = emitted_history_rows(run.records("receivable_history"))
     assert Counter(emitted).most_common(1)[0][1] == 1, "a history change was emitted twice"
-    expected = truth_history_rows(truth)
+    expected = expected_history_rows(truth)
     assert set(emitted) == expected
     # The sandbox has receivables with more changes than one list page carries.
     longest = max(len(r["history"]) for r in truth)
@@ -117,7 +111,7 @@ def test_history_only_selection_still_advances_its_bookmark(sandbox):
     first = run_tap(tap_config(sandbox), catalog=catalog)
     assert first.records("receivables") == []
     assert not first.schemas("receivables")
-    assert set(emitted_history_rows(first.records("receivable_history"))) == truth_history_rows(
+    assert set(emitted_history_rows(first.records("receivable_history"))) == expected_history_rows(
         sandbox.truth()
     )
     since = bookmark(first.state, "receivable_history") - LOOKBACK
@@ -145,7 +139,7 @@ def test_receivables_only_does_not_ask_for_history(sandbox):
 
 def test_incremental_run_after_mutations(sandbox):
     first = run_tap(tap_config(sandbox))
-    before = truth_history_rows(sandbox.truth())
+    before = expected_history_rows(sandbox.truth())
     changed = set(sandbox.mutate(25)) | set(sandbox.insert(5))
     truth = sandbox.truth()
     since = bookmark(first.state, "receivables") - LOOKBACK
@@ -159,7 +153,7 @@ def test_incremental_run_after_mutations(sandbox):
     by_id = {r["id"]: r for r in truth}
     for rid, record in emitted.items():
         assert record == without_history(by_id[rid])
-    new_changes = truth_history_rows(truth) - before
+    new_changes = expected_history_rows(truth) - before
     assert len(new_changes) >= 25
     history = set(emitted_history_rows(second.records("receivable_history")))
     assert new_changes <= history
@@ -215,15 +209,15 @@ def test_no_sort_order_is_assumed(sandbox, order):
     first = run_tap(config)
     truth = sandbox.truth()
     assert {r["id"] for r in first.records("receivables")} == {r["id"] for r in truth}
-    assert set(emitted_history_rows(first.records("receivable_history"))) == truth_history_rows(
+    assert set(emitted_history_rows(first.records("receivable_history"))) == expected_history_rows(
         truth
     )
-    before = truth_history_rows(truth)
+    before = expected_history_rows(truth)
     changed = set(sandbox.mutate(10)) | set(sandbox.insert(2))
     second = run_tap(config, state=first.state)
     truth = sandbox.truth()
     since = bookmark(first.state, "receivables") - LOOKBACK
     assert {r["id"] for r in second.records("receivables")} == changed | updated_since(truth, since)
     assert set(emitted_history_rows(second.records("receivable_history"))) == (
-        truth_history_rows(truth) - before
+        expected_history_rows(truth) - before
     ) | changes_since(truth, since)

@@ -9,19 +9,15 @@ import datetime as dt
 import typing as t
 
 import pytest
-from helpers import (
-    API_KEY,
-    bookmark,
-    changes_since,
-    emitted_history_rows,
-    run_tap,
-    tap_config,
-    truth_history_rows,
-    updated_since,
-    without_history,
-)
+from helpers import API_KEY, bookmark, run_tap, tap_config, without_history
 
 from kapwork_sandbox import Sandbox
+from kapwork_sandbox.testing import (
+    changes_since,
+    emitted_history_rows,
+    expected_history_rows,
+    updated_since,
+)
 from tap_kapwork.sync import stream_bound
 from tap_kapwork.tap import TapKapwork
 from tap_kapwork.timestamps import parse_timestamp
@@ -75,7 +71,7 @@ def test_verified_since_on_verification_time_emits_old_rows_with_their_newest_ch
     ) as sandbox:
         config = tap_config(sandbox)
         first = run_tap(config)
-        before = truth_history_rows(sandbox.truth())
+        before = expected_history_rows(sandbox.truth())
         # Kapwork re-verifies old receivables (no change: their updated_at stays old)
         # and one receivable changes.
         truth = sandbox.truth()
@@ -92,10 +88,10 @@ def test_verified_since_on_verification_time_emits_old_rows_with_their_newest_ch
         assert emitted[rid] == without_history(by_id[rid])
         assert parse_timestamp(by_id[rid]["updated_at"]) < bookmark(first.state, "receivables")
     history = set(emitted_history_rows(second.records("receivable_history")))
-    assert truth_history_rows(truth) - before <= history  # every new change
+    assert expected_history_rows(truth) - before <= history  # every new change
     for rid in verified:
         newest = by_id[rid]["history"][0]["changed_at"]
-        expected = truth_history_rows([{**by_id[rid], "history": by_id[rid]["history"][:1]}])
+        expected = expected_history_rows([{**by_id[rid], "history": by_id[rid]["history"][:1]}])
         got = {row for row in history if row[0] == rid}
         assert expected <= got  # its newest change, even though it is older than the bound
         assert {row[1] for row in got} == {newest}  # and only changes at that instant
@@ -109,7 +105,7 @@ def test_changes_visible_late_are_read_by_the_look_back(lookback, found):
         config = tap_config(sandbox, lookback_seconds=lookback, history_limit=5)
         sandbox.mutate(1, seed=1)  # so that the bookmark is about now
         first = run_tap(config)
-        before = truth_history_rows(sandbox.truth())
+        before = expected_history_rows(sandbox.truth())
         # Replication lag: changes made visible now, stamped 60 s ago (before the bookmark).
         (late,) = sandbox.mutate(1, seed=2, backdate_seconds=60)
         for _ in range(6):
@@ -120,7 +116,7 @@ def test_changes_visible_late_are_read_by_the_look_back(lookback, found):
     stamped = parse_timestamp(truth[late]["updated_at"])
     assert stamped < bookmark(first.state, "receivables")
     emitted = {r["id"]: r for r in second.records("receivables")}
-    changes = truth_history_rows(list(truth.values())) - before
+    changes = expected_history_rows(list(truth.values())) - before
     assert len({row[1] for row in changes}) == 7
     history = set(emitted_history_rows(second.records("receivable_history")))
     if found:
@@ -163,7 +159,7 @@ def test_clock_skew_loses_nothing_changed_during_the_run(offset):
     emitted = emitted_history_rows(
         first.records("receivable_history") + second.records("receivable_history")
     )
-    assert truth_history_rows(truth) - set(emitted) == set()
+    assert expected_history_rows(truth) - set(emitted) == set()
     # The cap came from the API's clock, not this machine's.
     api_now = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset)
     assert bookmark(first.state, "receivables") <= api_now
@@ -196,7 +192,9 @@ def test_paging_that_lies_still_reads_everything_and_bookmarks(knobs):
         run = run_tap(tap_config(sandbox, page_size=40))
         truth = sandbox.truth()
     assert {r["id"] for r in run.records("receivables")} == {r["id"] for r in truth}
-    assert set(emitted_history_rows(run.records("receivable_history"))) == truth_history_rows(truth)
+    assert set(emitted_history_rows(run.records("receivable_history"))) == expected_history_rows(
+        truth
+    )
     newest = max(parse_timestamp(r["updated_at"]) for r in truth)
     assert bookmark(run.state, "receivables") == newest
 

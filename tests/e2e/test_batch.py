@@ -14,9 +14,10 @@ import typing as t
 import psycopg
 import yaml
 from e2e_helpers import ROOT, loader, pipe
-from helpers import tap_config, truth_history_rows
+from helpers import tap_config
 from psycopg.rows import dict_row
 
+from kapwork_sandbox.testing import expected_history_rows
 from tap_kapwork.timestamps import parse_timestamp
 
 if t.TYPE_CHECKING:
@@ -83,7 +84,7 @@ def _assert_equals_truth(loaded: dict[str, list[dict]], truth: list[dict]) -> No
     }
     expected = {
         (rid, parse_timestamp(changed_at).replace(tzinfo=None), field)
-        for rid, changed_at, field, _, _ in truth_history_rows(truth)
+        for rid, changed_at, field, _, _ in expected_history_rows(truth)
     }
     assert len(loaded["receivable_history"]) == len(expected)
     assert history == expected

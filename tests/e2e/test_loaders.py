@@ -9,8 +9,9 @@ from collections import Counter
 import duckdb
 import psycopg
 from e2e_helpers import loader, pipe
-from helpers import tap_config, truth_history_rows
+from helpers import tap_config
 
+from kapwork_sandbox.testing import expected_history_rows
 from tap_kapwork.timestamps import parse_timestamp
 
 if t.TYPE_CHECKING:
@@ -28,7 +29,8 @@ def _normal(rows: Counter) -> Counter:
 def _truth_keys(truth: list[dict]) -> Counter:
     return _normal(
         Counter(
-            (rid, changed_at, field) for rid, changed_at, field, _, _ in truth_history_rows(truth)
+            (rid, changed_at, field)
+            for rid, changed_at, field, _, _ in expected_history_rows(truth)
         )
     )
 

@@ -10,7 +10,9 @@ import duckdb
 import pytest
 import yaml
 from e2e_helpers import MELTANO, ROOT, loader
-from helpers import API_KEY, truth_history_rows
+from helpers import API_KEY
+
+from kapwork_sandbox.testing import expected_history_rows
 
 
 def meltano(*args: str, env: dict[str, str]) -> str:
@@ -53,7 +55,7 @@ def test_meltano_run_full_then_incremental(e2e_sandbox, tmp_path):
     truth = e2e_sandbox.truth()
     receivables, history = loaded()
     assert set(receivables) == {r["id"] for r in truth}
-    assert history == len(truth_history_rows(truth))
+    assert history == len(expected_history_rows(truth))
 
     state = json.loads(meltano("state", "get", "dev:tap-kapwork-to-target-duckdb", env=env))
     bookmark = state["singer_state"]["bookmarks"]["receivables"]["replication_key_value"]
@@ -67,7 +69,7 @@ def test_meltano_run_full_then_incremental(e2e_sandbox, tmp_path):
     assert len(receivables) == len(truth)
     for rid in changed:
         assert receivables[rid][:2] == (truth[rid]["status"], truth[rid]["amount_cents"])
-    assert history == len(truth_history_rows(list(truth.values())))
+    assert history == len(expected_history_rows(list(truth.values())))
     lists = [r for r in e2e_sandbox.requests if r["path"] == "/v1/receivables"]
     assert lists
     assert all(r["params"]["verified_since"] != ["all"] for r in lists), "run 2 must be incremental"

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 from e2e_helpers import PLUGINS, pipe
-from helpers import tap_config, truth_history_rows
+from helpers import tap_config
 
+from kapwork_sandbox.testing import expected_history_rows
 from tap_kapwork.timestamps import parse_timestamp
 
 PYTHON = PLUGINS / "target-snowflake" / "venv" / "bin" / "python"
@@ -147,6 +148,6 @@ def _check(truth: list[dict], loaded: dict[str, t.Any]) -> None:
     assert min(amounts) < 0
     expected = Counter(
         (rid, _utc(changed_at), field, _text(old), _text(new))
-        for rid, changed_at, field, old, new in truth_history_rows(truth)
+        for rid, changed_at, field, old, new in expected_history_rows(truth)
     )
     assert loaded["history"] == expected  # every change once, values queryable as text
