@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import random
 import sys
 import threading
@@ -10,18 +9,22 @@ import time
 import typing as t
 from functools import cached_property
 from http import HTTPStatus
-from urllib.parse import urlsplit
 
 import backoff
-import msgspec
 import requests
-import urllib3.exceptions
 from singer_sdk import metrics
 from singer_sdk.authenticators import BearerTokenAuthenticator
-from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.streams import RESTStream
 
-from tap_kapwork.errors import ApiKeyRejectedError, BadRequestError, KapworkError, NotFoundError
+from tap_kapwork.answers import (
+    AttemptTimeoutError,
+    InvalidBodyError,
+    RateLimitedError,
+    check_answer,
+    read_body,
+)
+from tap_kapwork.errors import KapworkError
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator
@@ -36,83 +39,12 @@ if sys.version_info >= (3, 12):
 else:
     from typing_extensions import override
 
-TRANSIENT_STATUSES = {
-    HTTPStatus.TOO_MANY_REQUESTS,
-    HTTPStatus.INTERNAL_SERVER_ERROR,
-    HTTPStatus.BAD_GATEWAY,
-    HTTPStatus.SERVICE_UNAVAILABLE,
-    HTTPStatus.GATEWAY_TIMEOUT,
-}
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 60.0
-# Bytes asked of the socket per read while a body arrives (each read returns what is there).
-READ_CHUNK_BYTES = 1 << 18
-
-
-class RateLimitedError(RetriableAPIError):
-    """429, with the wait the API asked for (seconds), if it said."""
-
-    def __init__(self, message: str, response: requests.Response, retry_after: float | None):
-        super().__init__(message, response)
-        self.retry_after = retry_after
-
-
-class InvalidBodyError(RetriableAPIError):
-    """A 2xx whose body is not the JSON object the docs describe (often cut short)."""
-
-
-class AttemptTimeoutError(requests.exceptions.Timeout):
-    """One attempt (connect, answer and whole body) outlasted request_timeout."""
 
 
 class RetryBudgetError(KapworkError):
     """The API asked for a longer wait (Retry-After) than the retry budget has left."""
-
-
-def read_body(response: requests.Response, deadline: float) -> bytes:
-    """The whole body of a `stream=True` response, or AttemptTimeoutError at `deadline`.
-
-    requests' timeout bounds each socket read, not the response: a body that trickles
-    in a few bytes at a time never trips it. `read1` returns whatever has arrived, so
-    the deadline is checked at least once per read timeout.
-    """
-    raw = response.raw
-    chunks: list[bytes] = []
-    try:
-        while chunk := raw.read1(READ_CHUNK_BYTES):
-            chunks.append(chunk)
-            if time.monotonic() > deadline:
-                raise AttemptTimeoutError("the body was still arriving at the deadline")
-    except AttemptTimeoutError:
-        raise
-    except urllib3.exceptions.ReadTimeoutError as exc:
-        raise AttemptTimeoutError("no byte arrived for a whole read timeout") from exc
-    except urllib3.exceptions.DecodeError as exc:
-        raise requests.exceptions.ContentDecodingError(exc) from exc
-    except (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError, OSError) as exc:
-        # A connection dropped mid-body, or a body shorter than its Content-Length.
-        raise requests.exceptions.ChunkedEncodingError(exc) from exc
-    return b"".join(chunks)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-# Several times faster than json.loads on a list page; its DecodeError is a ValueError.
-_decode = msgspec.json.Decoder().decode
 
 
 def retry_kind(exc: BaseException) -> str:
@@ -168,20 +100,6 @@ class RetryStats:
     def summary(self) -> str:
         kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(self.by_kind.items()))
         return f"{self.total} retries ({kinds or 'none'}), {self.waited:.1f} s spent waiting"
-
-
-def _error_detail(response: requests.Response, content: bytes) -> tuple[str, str | None]:
-    """The API's own error message and the parameter it names, when it gives them."""
-    try:
-        body = _decode(content)
-    except ValueError:
-        return response.reason or "", None
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        return str(error.get("message") or response.reason), error.get("param")
-    if isinstance(error, str):
-        return error, body.get("param")
-    return str(body.get("message") or response.reason), body.get("param")
 
 
 class KapworkStream(RESTStream[int]):
@@ -243,72 +161,9 @@ class KapworkStream(RESTStream[int]):
         """Raise for an answer that is not a documented success; else the decoded body.
 
         The SDK's `validate_response` hook reads `response.content`; here the body was
-        read against a deadline first (see `read_body`), so it is passed in.
+        read against a deadline first (see `answers.read_body`), so it is passed in.
         """
-        status = response.status_code
-        if status in TRANSIENT_STATUSES:
-            message = f"{status} {response.reason} from {self._where(response)}"
-            if status == HTTPStatus.TOO_MANY_REQUESTS:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                raise RateLimitedError(message, response, retry_after)
-            raise RetriableAPIError(message, response)
-        if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
-            raise ApiKeyRejectedError(
-                f"The Kapwork API rejected the API key ({status} {response.reason} from "
-                f"{self.url_base}). Check that api_key (TAP_KAPWORK_API_KEY) is a current "
-                "partner key for this api_url."
-            )
-        if status == HTTPStatus.NOT_FOUND:
-            detail, _ = _error_detail(response, content)
-            raise NotFoundError(
-                f"404 Not Found from {self._where(response)}: {detail}. Check api_url."
-            )
-        if status == HTTPStatus.BAD_REQUEST:
-            raise self.bad_request(response, content)
-        if not 200 <= status < 300:
-            detail, _ = _error_detail(response, content)
-            hint = ""
-            if 300 <= status < 400:
-                location = response.headers.get("Location")
-                hint = f" Set api_url to the address it redirects to ({location})."
-            raise FatalAPIError(
-                f"{status} {response.reason} from {self._where(response)}: {detail}.{hint}"
-            )
-        if "html" in response.headers.get("Content-Type", "").lower():
-            raise KapworkError(
-                f"{self.url_base} answered {self._where(response)} with an HTML page, not the "
-                "Kapwork API's JSON. Check api_url."
-            )
-        # A body cut short by a proxy or a dropped stream still arrives as a 200.
-        try:
-            payload = _decode(content)
-        except ValueError as exc:
-            raise InvalidBodyError(
-                f"invalid JSON body ({len(content)} bytes) from {self._where(response)}",
-                response,
-            ) from exc
-        if not isinstance(payload, dict):
-            raise InvalidBodyError(
-                f"a JSON {type(payload).__name__}, not an object, from {self._where(response)}",
-                response,
-            )
-        return payload
-
-    def bad_request(self, response: requests.Response, content: bytes) -> BadRequestError:
-        detail, param = _error_detail(response, content)
-        named = f" parameter '{param}'" if param else " the request"
-        where = self._where(response)
-        return BadRequestError(
-            f"The Kapwork API rejected{named} (400 Bad Request from {where}): {detail}", param
-        )
-
-    @staticmethod
-    def _where(response: requests.Response) -> str:
-        # Path only: the query string could carry caller data and adds nothing here.
-        request = response.request
-        path = urlsplit(str(request.url)).path if request is not None else "?"
-        method = request.method if request is not None else None
-        return f"{method if isinstance(method, str) else 'GET'} {path}"
+        return check_answer(response, content, self.url_base)
 
     @override
     def request_decorator(self, func: Callable) -> Callable:

@@ -10,7 +10,7 @@ from helpers import API_KEY, assert_one_line_failure, discover, run_tap, tap_con
 
 from kapwork_sandbox import Sandbox
 from kapwork_sandbox.testing import emitted_history_rows, expected_history_rows
-from tap_kapwork.client import parse_retry_after
+from tap_kapwork.answers import parse_retry_after
 from tap_kapwork.errors import NotFoundError
 from tap_kapwork.history import HistoryCompleter, HistoryLimits
 
