@@ -195,7 +195,7 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         sys.stdout.flush()
 
 
-class PlainRecordOutput:
+class LeanRecordPath:
     """Streams whose records, as built, are already what the target must receive.
 
     The SDK's record path pops deselected properties, conforms types, runs stream maps
@@ -205,7 +205,7 @@ class PlainRecordOutput:
     """
 
     @cached_property
-    def _plain_output(self) -> bool:
+    def _lean_path_applies(self) -> bool:
         stream = t.cast("Stream", self)
         maps = stream.stream_maps
         every_property_selected = all(
@@ -233,7 +233,7 @@ class PlainRecordOutput:
         """Write RECORD messages; returns how many."""
         stream = t.cast("Stream", self)
         stream.state_manager.is_flushed = False
-        if self._plain_output:
+        if self._lean_path_applies:
             writer = t.cast(BufferedMsgSpecWriter, stream._tap.message_writer)
             return writer.write_records(stream.name, records)
         count = 0

@@ -13,7 +13,7 @@ from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_kapwork.client import KapworkStream, override
-from tap_kapwork.output import BufferedMsgSpecWriter, PlainRecordOutput
+from tap_kapwork.output import BufferedMsgSpecWriter, LeanRecordPath
 from tap_kapwork.records import ReceivableConformer
 from tap_kapwork.sync import ListingSync
 
@@ -50,7 +50,7 @@ def filter_partitions(config: t.Mapping[str, t.Any]) -> list[dict] | None:
     ]
 
 
-class ReceivablesStream(PlainRecordOutput, KapworkStream):
+class ReceivablesStream(LeanRecordPath, KapworkStream):
     """Receivables, read incrementally by `updated_at` through `verified_since`."""
 
     name = "receivables"
@@ -148,7 +148,7 @@ class ReceivablesStream(PlainRecordOutput, KapworkStream):
         return
 
 
-class ReceivableHistoryStream(PlainRecordOutput, Stream):
+class ReceivableHistoryStream(LeanRecordPath, Stream):
     """One row per changed field per history entry of a receivable."""
 
     name = "receivable_history"

@@ -33,7 +33,7 @@ PRIVATE_STREAM_METHODS = [
     (
         "_write_record_message",
         ["self", "record"],
-        "overridden by output.PlainRecordOutput: records that need no map, flattening or "
+        "overridden by output.LeanRecordPath: records that need no map, flattening or "
         "deselection are encoded straight into the buffered writer",
     ),
     (
@@ -76,7 +76,7 @@ def test_a_stream_reaches_its_tap_as_underscore_tap():
 
 
 def test_state_manager_is_flushed_is_the_flag_the_sdk_reads():
-    """output.PlainRecordOutput clears it as the SDK's own _write_record_message does, so
+    """output.LeanRecordPath clears it as the SDK's own _write_record_message does, so
     the SDK writes a STATE message after our records."""
     source = inspect.getsource(Stream._write_record_message)
     assert "state_manager.is_flushed = False" in source
