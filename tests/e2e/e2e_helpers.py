@@ -13,6 +13,25 @@ PLUGINS = ROOT / ".meltano" / "loaders"
 MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
 
 
+def meltano(
+    *args: str, env: dict[str, str], cwd: Path = ROOT, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run the pinned Meltano in `cwd`; fails the test on a non-zero exit."""
+    if not MELTANO.exists():
+        pytest.fail(f"{MELTANO} is missing: run `make test`, which installs Meltano.")
+    proc = subprocess.run(
+        [str(MELTANO), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
 def loader(name: str) -> str:
     """The executable `meltano install` put in the loader's own virtualenv."""
     path = PLUGINS / name / "venv" / "bin" / name

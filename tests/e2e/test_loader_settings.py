@@ -12,7 +12,7 @@ import typing as t
 
 import pytest
 import yaml
-from e2e_helpers import MELTANO, PLUGINS, ROOT, loader
+from e2e_helpers import PLUGINS, ROOT, loader, meltano
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -60,17 +60,8 @@ def test_target_duckdb_settings_are_read_by_its_source():
 
 
 def _meltano(project: Path, *args: str, **env: str) -> str:
-    proc = subprocess.run(
-        [str(MELTANO), *args],
-        cwd=project,
-        env={**os.environ, "MELTANO_DATABASE_URI": f"sqlite:///{project / 'm.db'}", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
+    database = {"MELTANO_DATABASE_URI": f"sqlite:///{project / 'm.db'}"}
+    return meltano(*args, env={**os.environ, **database, **env}, cwd=project, timeout=120).stdout
 
 
 def test_meltano_config_set_stores_booleans_and_integers(tmp_path):

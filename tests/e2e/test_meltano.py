@@ -9,26 +9,15 @@ import subprocess
 import duckdb
 import pytest
 import yaml
-from e2e_helpers import MELTANO, ROOT, loader
+from e2e_helpers import ROOT, loader
+from e2e_helpers import meltano as run_meltano
 from helpers import API_KEY
 
 from kapwork_sandbox.testing import expected_history_rows
 
 
 def meltano(*args: str, env: dict[str, str]) -> str:
-    if not MELTANO.exists():
-        raise AssertionError(f"{MELTANO} is missing: run `make test`, which installs Meltano.")
-    proc = subprocess.run(
-        [str(MELTANO), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
+    return run_meltano(*args, env=env).stdout
 
 
 def test_meltano_run_full_then_incremental(e2e_sandbox, tmp_path):
