@@ -10,7 +10,7 @@ DLT_VENV := .venv-dlt
 # to run the tap).
 DLT_VERSION ?= 1.31.0
 
-.PHONY: demo test unit check install meltano lint bench bench-pipeline dlt readme hub clean
+.PHONY: demo test unit check install meltano chromium lint bench bench-pipeline dlt readme hub clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> [1/3] Creating $(VENV) and installing tap-kapwork with its test tools"
@@ -49,7 +49,20 @@ meltano: $(VENV)/.installed .meltano/.installed $(SNOWFLAKE_VENV)/.fakesnow-$(FA
 demo: meltano
 	@$(VENV)/bin/python scripts/demo.py
 
-test: meltano
+# tests/e2e/test_report.py opens the demo's report in Debian's Chromium (never a browser a
+# test tool downloads): installed here when missing, so `make test` sets up everything.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "==> Installing Debian's chromium (for tests/e2e/test_report.py)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "tests/e2e/test_report.py needs Debian's chromium at $(CHROMIUM): run 'sudo apt-get install chromium', then make test again." >&2; \
+	    exit 1; \
+	  fi; }
+
+test: meltano chromium
 	@echo "==> Running the test suite"
 	@$(VENV)/bin/python -m pytest
 
