@@ -59,17 +59,18 @@ def iter_pages(fetch: Callable[[int], Page], *, workers: int) -> Iterator[Page]:
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="kapwork-page")
     pending: deque[Future[Page]] = deque()
     next_number = 2
-    previous = first
+    previous_ids = _ids(first)
     try:
         while pending or next_number <= last:
             while next_number <= last and len(pending) < workers:
                 pending.append(pool.submit(fetch, next_number))
                 next_number += 1
             page = pending.popleft().result()
-            if not page.rows or _ids(page) == _ids(previous):
+            ids = _ids(page)
+            if not page.rows or ids == previous_ids:
                 return  # the runaway guard; pages in flight are past the end
             yield page
-            previous = page
+            previous_ids = ids
             if page.total_count is not None:  # rows inserted while we read
                 last = max(last, math.ceil(page.total_count / page_size))
             if not more_after(page, page_size):

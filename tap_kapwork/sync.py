@@ -40,8 +40,6 @@ if t.TYPE_CHECKING:
 MAX_PASSES = 3
 # The API's `Date` header has a one-second resolution; the cap moves back this much more.
 DATE_MARGIN = dt.timedelta(seconds=1)
-# Set by a worker on a row whose history bound differs from the run's (see history_since).
-_HISTORY_SINCE = "_kapwork_history_since"
 
 
 @dataclass(frozen=True)
@@ -117,9 +115,10 @@ class ListingSync:
     # 1. bounds -------------------------------------------------------------------------
 
     def bounds(self) -> Bounds:
-        per_stream = [stream_bound(s, self.context) for s in self.streams]
-        since = None if None in per_stream else min(b for b in per_stream if b)
-        history = stream_bound(self.history, self.context) if self.history else None
+        per_stream = {s: stream_bound(s, self.context) for s in self.streams}
+        found = [b for b in per_stream.values() if b is not None]
+        since = min(found) if len(found) == len(per_stream) else None
+        history = per_stream.get(self.history) if self.history else None
         if self.history:
             self.stream.logger.info(
                 "History changes are read from %s",
@@ -204,11 +203,7 @@ class ListingSync:
         """Each row's history, completed back to the same bound its rows are emitted from."""
         for row in data:
             if isinstance(row, dict) and isinstance(row.get("id"), str):
-                since = bound
-                if since is not None:
-                    since = history_since(row, since, updated_at(row))
-                    if since != bound:
-                        row[_HISTORY_SINCE] = since
+                since = bound and history_since(row, bound, updated_at(row))
                 completer.complete(row, limit, since)
 
     def _lower_history_limit(
@@ -263,7 +258,9 @@ class ListingSync:
                 if self.watermark is None or moment > self.watermark:
                     self.watermark = moment
                 if history:
-                    since = row.pop(_HISTORY_SINCE, bounds.history)
+                    # The same bound the completer used on the worker: history_since
+                    # depends only on the row (its newest change survives completion).
+                    since = bounds.history and history_since(row, bounds.history, moment)
                     rows = history_rows(row["id"], row.get("history") or [], since)
                     emitted = history.write_records(rows)
                     history_count.increment(emitted)
