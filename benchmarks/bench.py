@@ -3,10 +3,13 @@
 Starts the sandbox with N receivables and a per-request latency, then runs, in the
 same sandbox and one after the other, the hand-written loop (benchmarks/handwritten.py)
 and the tap, each writing to a file. Prints wall time, CPU seconds, rows per second
-and peak RSS for each, the ratios tap/loop, and checks that both wrote the same rows.
+and peak RSS for each, the ratios tap/loop, and checks that both wrote exactly the
+sandbox's truth. Each size on each `--profile`: `realistic` (what users have) first,
+`edge` (long histories: what the tap/loop targets were defined on).
 
     python benchmarks/bench.py --receivables 10000 --latency-ms 25
     python benchmarks/bench.py --receivables 10000 100000 --latency-ms 25   # RSS flatness too
+    python benchmarks/bench.py --receivables 1000000 --profile realistic --no-loop  # the tap's RSS
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import json
 import subprocess
 import sys
 import tempfile
+import typing as t
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from kapwork_sandbox.testing import SandboxProcess
+from kapwork_sandbox.testing import SandboxProcess, digest
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -33,24 +38,28 @@ class Result:
     cpu: float
     peak_rss_mb: float
     rows: int
-    receivables: set[str]
-    history: set[tuple]
+    receivables: set[tuple]  # (id, updated_at)
+    history: set[tuple]  # (receivable_id, changed_at, field)
 
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.wall
 
 
-def start_sandbox(receivables: int, latency_ms: int, seed: int) -> SandboxProcess:
+def start_sandbox(receivables: int, latency_ms: int, seed: int, profile: str) -> SandboxProcess:
     try:
         return SandboxProcess(
             *("--receivables", str(receivables), "--seed", str(seed), "--api-key", API_KEY),
-            *("--latency-ms", str(latency_ms)),
-            # The edge-case data (long histories) these figures have always been measured on.
-            *("--profile", "edge"),
+            *("--latency-ms", str(latency_ms), "--profile", profile),
         )
     except RuntimeError as error:
         raise SystemExit(str(error)) from None
+
+
+def truth(sandbox: SandboxProcess) -> dict[str, t.Any]:
+    """The sandbox's digest of what the tap must emit (kapwork_sandbox.testing.truth_digest)."""
+    with urllib.request.urlopen(sandbox.url + "/_sandbox/digest", timeout=600) as response:
+        return t.cast("dict[str, t.Any]", json.loads(response.read()))
 
 
 # Peak RSS comes from wait4() in a small wrapper process, not in this one: on Linux a
@@ -89,7 +98,7 @@ def measure(name: str, args: list[str], output: Path) -> Result:
             rows += 1
             record = message["record"]
             if message["stream"] == "receivables":
-                receivables.add(record["id"])
+                receivables.add((record["id"], record["updated_at"]))
             else:
                 history.add((record["receivable_id"], record["changed_at"], record["field"]))
     return Result(
@@ -103,9 +112,12 @@ def measure(name: str, args: list[str], output: Path) -> Result:
     )
 
 
-def run_size(args: argparse.Namespace, receivables: int) -> tuple[Result, Result]:
-    print(f"Sandbox: {receivables:,} receivables, {args.latency_ms} ms latency per request")
-    sandbox = start_sandbox(receivables, args.latency_ms, args.seed)
+def run_size(args: argparse.Namespace, receivables: int, profile: str) -> Result:
+    print(
+        f"Sandbox: {receivables:,} receivables ({profile} profile), {args.latency_ms} ms "
+        "latency per request"
+    )
+    sandbox = start_sandbox(receivables, args.latency_ms, args.seed, profile)
     url = sandbox.url
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -121,35 +133,42 @@ def run_size(args: argparse.Namespace, receivables: int) -> tuple[Result, Result
                     }
                 )
             )
-            loop = measure(
-                "hand-written loop",
-                [
-                    sys.executable,
-                    str(HERE / "handwritten.py"),
-                    "--url",
-                    url,
-                    "--api-key",
-                    API_KEY,
-                    "--page-size",
-                    str(args.page_size),
-                    "--history-limit",
-                    str(args.history_limit),
-                ],
-                Path(tmp, "loop.jsonl"),
+            loop = (
+                None
+                if args.no_loop
+                else measure(
+                    "hand-written loop",
+                    [
+                        sys.executable,
+                        str(HERE / "handwritten.py"),
+                        "--url",
+                        url,
+                        "--api-key",
+                        API_KEY,
+                        "--page-size",
+                        str(args.page_size),
+                        "--history-limit",
+                        str(args.history_limit),
+                    ],
+                    Path(tmp, "loop.jsonl"),
+                )
             )
             tap = measure(
                 "tap-kapwork",
                 [str(BIN / "tap-kapwork"), "--config", str(config)],
                 Path(tmp, "tap.jsonl"),
             )
+            expected = truth(sandbox)
     finally:
         sandbox.stop()
-    report(loop, tap)
-    return loop, tap
+    report(loop, tap, expected)
+    return tap
 
 
-def report(loop: Result, tap: Result) -> None:
-    same = loop.receivables == tap.receivables and loop.history == tap.history
+def report(loop: Result | None, tap: Result, expected: dict[str, t.Any]) -> None:
+    same = all(
+        digest(r.receivables, r.history) == expected["rows"] for r in (loop, tap) if r is not None
+    )
     print()
     header = ("wall s", "CPU s", "rows", "rows/s", "CPU µs/row", "peak RSS MB")
     print(
@@ -157,19 +176,21 @@ def report(loop: Result, tap: Result) -> None:
         f"{header[4]:>11} {header[5]:>12}"
     )
     for r in (loop, tap):
+        if r is None:
+            continue
         print(
             f"{r.name:20} {r.wall:8.2f} {r.cpu:8.2f} {r.rows:9,} {r.rows_per_second:9,.0f} "
             f"{r.cpu / r.rows * 1e6:11.1f} {r.peak_rss_mb:12.1f}"
         )
     print()
-    print(f"tap/loop wall time:    {tap.wall / loop.wall:.2f}  (target <= 0.5)")
-    print(
-        f"tap/loop CPU per row:  {(tap.cpu / tap.rows) / (loop.cpu / loop.rows):.2f}  (target <= 2)"
-    )
+    if loop is not None:
+        print(f"tap/loop wall time:    {tap.wall / loop.wall:.2f}  (target <= 0.5)")
+        cpu = (tap.cpu / tap.rows) / (loop.cpu / loop.rows)
+        print(f"tap/loop CPU per row:  {cpu:.2f}  (target <= 2)")
     print(f"tap peak RSS:          {tap.peak_rss_mb:.0f} MB  (target <= 150)")
     print(
-        f"same rows:             {'yes' if same else 'NO'} ({len(tap.receivables):,} receivables, "
-        f"{len(tap.history):,} history changes)"
+        f"= sandbox truth:       {'yes' if same else 'NO'} ({len(tap.receivables):,} "
+        f"receivables, {len(tap.history):,} history changes)"
     )
     print()
     if not same:
@@ -188,15 +209,24 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=500)
     parser.add_argument("--history-limit", type=int, default=100)
     parser.add_argument("--parallel", type=int, default=4, help="the tap's max_parallel_requests")
+    parser.add_argument(
+        "--profile",
+        nargs="+",
+        choices=("realistic", "edge"),
+        default=["realistic", "edge"],
+        help="the sandbox's data, one run per profile (default: both, realistic first)",
+    )
+    parser.add_argument("--no-loop", action="store_true", help="the tap alone (large sizes)")
     args = parser.parse_args()
 
-    taps = [(size, run_size(args, size)[1]) for size in args.receivables]
-    if len(taps) > 1:
-        print(
-            "tap peak RSS by size:  " + ", ".join(f"{n:,}: {r.peak_rss_mb:.0f} MB" for n, r in taps)
-        )
-        growth = taps[-1][1].peak_rss_mb / taps[0][1].peak_rss_mb
-        print(f"RSS growth {taps[0][0]:,} -> {taps[-1][0]:,}: x{growth:.2f}  (target: flat)")
+    for profile in args.profile:
+        taps = [(size, run_size(args, size, profile)) for size in args.receivables]
+        if len(taps) > 1:
+            sizes = ", ".join(f"{n:,}: {r.peak_rss_mb:.0f} MB" for n, r in taps)
+            print(f"tap peak RSS by size ({profile}):  {sizes}")
+            growth = taps[-1][1].peak_rss_mb / taps[0][1].peak_rss_mb
+            print(f"RSS growth {taps[0][0]:,} -> {taps[-1][0]:,}: x{growth:.2f}  (target: flat)")
+            print()
 
 
 if __name__ == "__main__":

@@ -25,8 +25,6 @@ state, and says where the seconds of a small run go.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import hashlib
 import json
 import os
 import subprocess
@@ -46,7 +44,7 @@ from kapwork_sandbox.testing import (
     PostgresError,
     SandboxProcess,
     ThrowawayPostgres,
-    expected_history_rows,
+    digest,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -80,6 +78,19 @@ LOADER_DEFAULTS = {
     },
 }
 ROLES = ("tap", "loader", "meltano", "dlt", "sandbox", "postgres")
+MB = 1024 * 1024
+
+
+def peak_rss(process: psutil.Process) -> int:
+    """The process's peak RSS so far (Linux's VmHWM), bytes; its RSS now elsewhere."""
+    try:
+        with Path(f"/proc/{process.pid}/status").open() as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        return process.memory_info().rss
+    except (OSError, psutil.Error):
+        return 0
 
 
 @dataclass
@@ -91,6 +102,9 @@ class Result:
     same: str = "-"
     # "label first-last seen (s after start)" -> CPU s, for each child process
     phases: dict[str, float] = field(default_factory=dict)
+    # role -> the largest peak RSS of one of its processes (sampled every 50 ms), MB
+    peak_mb: dict[str, float] = field(default_factory=dict)
+    tables_mb: float = 0.0  # PostgreSQL: pg_total_relation_size of the loaded tables
 
     @property
     def rows_per_second(self) -> float:
@@ -103,16 +117,16 @@ class Result:
 class Sandbox(SandboxProcess):
     """`kapwork-sandbox` in its own process, its CPU measured."""
 
-    def __init__(self, receivables: int, latency_ms: int, seed: int) -> None:
+    def __init__(self, receivables: int, latency_ms: int, seed: int, profile: str) -> None:
+        started = time.perf_counter()
         try:
             super().__init__(
                 *("--receivables", str(receivables), "--seed", str(seed), "--api-key", API_KEY),
-                *("--latency-ms", str(latency_ms)),
-                # The edge-case data (long histories) these figures have always been measured on.
-                *("--profile", "edge"),
+                *("--latency-ms", str(latency_ms), "--profile", profile),
             )
         except RuntimeError as error:
             raise SystemExit(str(error)) from None
+        self.startup = time.perf_counter() - started
         self.process = psutil.Process(self.proc.pid)
 
     def control(self, path: str, body: dict | None = None) -> t.Any:
@@ -126,6 +140,10 @@ class Sandbox(SandboxProcess):
     def cpu(self) -> float:
         times = self.process.cpu_times()
         return times.user + times.system
+
+    def rss(self) -> tuple[float, float]:
+        """(RSS now, peak RSS since it started), MB."""
+        return self.process.memory_info().rss / MB, peak_rss(self.process) / MB
 
     def close(self) -> None:
         self.stop()
@@ -194,6 +212,11 @@ def measure(
         proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=stdout, stderr=err)
     children: dict[int, tuple[str, float]] = {}
     timeline: dict[int, list] = {}  # pid -> [label, first seen, last seen]
+    peaks = dict.fromkeys(ROLES, 0)
+    try:
+        root = psutil.Process(proc.pid)
+    except psutil.NoSuchProcess:
+        root = None
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -203,6 +226,8 @@ def measure(
             descendants = psutil.Process(proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             descendants = []
+        if root is not None:
+            peaks[root_role] = max(peaks[root_role], peak_rss(root))
         for child in descendants:
             try:
                 times = child.cpu_times()
@@ -218,6 +243,7 @@ def measure(
                 discover = True
             cpu = times.user + times.system + times.children_user + times.children_system
             children[child.pid] = (role, cpu)
+            peaks[role] = max(peaks[role], peak_rss(child))
             label = "discovery" if discover else role
             entry = timeline.setdefault(child.pid, [label, now, now])
             entry[0], entry[2] = label, now
@@ -239,37 +265,23 @@ def measure(
         for pid, (label, first, last) in sorted(timeline.items(), key=lambda item: item[1][1])
         if label != "meltano"
     }
-    return Result(name=name, wall=wall, cpu=cpu, phases=phases)
+    peak_mb = {role: peak / MB for role, peak in peaks.items() if peak}
+    peak_mb["sandbox"] = sandbox.rss()[1]
+    return Result(name=name, wall=wall, cpu=cpu, phases=phases, peak_mb=peak_mb)
 
 
 # --- what was loaded ------------------------------------------------------------------
 
 
-def _utc(value: t.Any) -> str:
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return value.isoformat(timespec="milliseconds")
-
-
-def digest(receivables: t.Iterable[tuple], history: t.Iterable[tuple] | None) -> str:
-    """A hash of (id, updated_at) for every receivable and, for Singer loads, of
-    (receivable_id, changed_at, field) for every history row, all instants in UTC."""
-    sha = hashlib.sha1(usedforsecurity=False)
-    for key in sorted((rid, _utc(at)) for rid, at in receivables):
-        sha.update(repr(key).encode())
-    sha.update(b"|history|")
-    for key in sorted((rid, _utc(at), f) for rid, at, f in history or ()):
-        sha.update(repr(key).encode())
-    return sha.hexdigest()[:12]
-
-
-def truth_digest(truth: list[dict]) -> tuple[str, str, int]:
-    """(digest of the Singer rows, digest of the receivables alone, Singer row count)."""
-    receivables = [(r["id"], r["updated_at"]) for r in truth]
-    history = [row[:3] for row in expected_history_rows(truth)]
-    return digest(receivables, history), digest(receivables, None), len(truth) + len(history)
+def tables_mb(postgres: Postgres, schema: str) -> float:
+    """What the loaded tables take on disk: pg_total_relation_size (indexes, TOAST), MB."""
+    with psycopg.connect(postgres.conninfo) as conn:
+        row = conn.execute(
+            "select coalesce(sum(pg_total_relation_size(quote_ident(schemaname) || '.' || "
+            "quote_ident(tablename))), 0) from pg_tables where schemaname = %s",
+            (schema,),
+        ).fetchone()
+    return (row[0] if row else 0) / MB
 
 
 def count_postgres(postgres: Postgres, schema: str, *, dlt: bool) -> tuple[int, str]:
@@ -305,7 +317,7 @@ def count_duckdb(path: Path, schema: str, *, dlt: bool) -> tuple[int, str]:
 class Bench:
     def __init__(self, args: argparse.Namespace, size: int, postgres: Postgres, tmp: Path):
         self.args, self.size, self.postgres, self.tmp = args, size, postgres, tmp
-        self.sandbox = Sandbox(size, args.latency_ms, args.seed)
+        self.sandbox = Sandbox(size, args.latency_ms, args.seed, args.profile)
         self.tap_state: Path | None = None
 
     def env(self, name: str) -> dict[str, str]:
@@ -382,6 +394,7 @@ class Bench:
                 result.rows, result.same = count_postgres(
                     self.postgres, self.schema(name), dlt=False
                 )
+                result.tables_mb = tables_mb(self.postgres, self.schema(name))
             else:
                 result.rows, result.same = count_duckdb(
                     workdir / "warehouse.duckdb", "kapwork", dlt=False
@@ -404,6 +417,7 @@ class Bench:
         result = measure(name, "dlt", args, stdout=subprocess.DEVNULL, **common)
         if destination == "postgres":
             result.rows, result.same = count_postgres(self.postgres, self.schema(name), dlt=True)
+            result.tables_mb = tables_mb(self.postgres, self.schema(name))
         else:
             result.rows, result.same = count_duckdb(
                 workdir / "dlt.duckdb", self.schema(name), dlt=True
@@ -415,17 +429,19 @@ class Bench:
 
 
 def chosen(args: argparse.Namespace) -> list[str]:
-    names = [n for n in CONFIGS if n not in args.skip]
+    names = [n for n in CONFIGS if n not in args.skip and (not args.only or n in args.only)]
     if not DLT_PYTHON.exists():
         print(f"dlt: {DLT_PYTHON} is missing (`make dlt` installs it); dlt runs skipped.\n")
         names = [n for n in names if not n.startswith("dlt")]
     return names
 
 
-def report(
-    title: str, results: list[Result], truth: tuple[str, str, int], loaded_rows: bool
-) -> bool:
-    full_digest, receivables_digest, truth_rows = truth
+def report(title: str, results: list[Result], truth: dict[str, t.Any], loaded_rows: bool) -> bool:
+    full_digest, receivables_digest, truth_rows = (
+        truth["rows"],
+        truth["receivables"],
+        truth["count"],
+    )
     print(title)
     columns = ("wall s", "rows", "rows/s", *(f"{r} CPU" for r in ROLES), "= truth")
     print(f"{'':52}" + "".join(f"{c:>11}" for c in columns))
@@ -447,6 +463,16 @@ def report(
         )
     if loaded_rows:
         print(f"{'sandbox truth: rows a Singer load must hold':52}{'':11}{truth_rows:11,}")
+    print("Peak RSS, MB (of the largest process of each role), and the tables in PostgreSQL:")
+    memory = ("tap", "loader", "meltano", "dlt", "sandbox")
+    print(f"{'':52}" + "".join(f"{r:>11}" for r in memory) + f"{'tables MB':>11}")
+    for r in results:
+        tables = f"{r.tables_mb:11,.0f}" if r.tables_mb else f"{'-':>11}"
+        print(
+            f"{CONFIGS[r.name][1]:52}"
+            + "".join(f"{r.peak_mb.get(role, 0):11,.0f}" for role in memory)
+            + tables
+        )
     return ok
 
 
@@ -505,18 +531,24 @@ def startup_costs() -> None:
 
 def run_size(args: argparse.Namespace, size: int, postgres: Postgres) -> bool:
     print(
-        f"Sandbox: {size:,} receivables, {args.latency_ms} ms latency per request. "
-        f"{os.cpu_count()} CPUs, shared with other work while measured: compare ratios."
+        f"Sandbox: {size:,} receivables ({args.profile} profile), {args.latency_ms} ms latency "
+        f"per request. {os.cpu_count()} CPUs, shared with other work while measured: compare "
+        "ratios."
     )
     names = chosen(args)
     with tempfile.TemporaryDirectory(prefix="kapwork-pipeline-") as tmp:
         bench = Bench(args, size, postgres, Path(tmp))
+        now, peak = bench.sandbox.rss()
+        print(
+            f"The sandbox started in {bench.sandbox.startup:.1f} s; RSS {now:,.0f} MB "
+            f"(peak {peak:,.0f} MB while it built the data)."
+        )
         try:
             full = {}
             for name in names:
                 print(f"  full: {CONFIGS[name][1].strip()} ...", flush=True)
                 full[name] = bench.run(name)
-            truth = truth_digest(bench.sandbox.control("/_sandbox/truth")["data"])
+            truth = bench.sandbox.control("/_sandbox/digest")
             print()
             ok = report(f"Full load, {size:,} receivables", list(full.values()), truth, True)
             print("Ratios of wall time (one run):")
@@ -532,7 +564,7 @@ def run_size(args: argparse.Namespace, size: int, postgres: Postgres) -> bool:
                     continue
                 print(f"  incremental: {CONFIGS[name][1].strip()} ...", flush=True)
                 incremental[name] = bench.run(name)
-            truth = truth_digest(bench.sandbox.control("/_sandbox/truth")["data"])
+            truth = bench.sandbox.control("/_sandbox/digest")
             print()
             title = f"Incremental after {args.changes} changed receivables (rows: whole tables)"
             ok = report(title, list(incremental.values()), truth, False) and ok
@@ -563,7 +595,14 @@ def main() -> None:
         "--changes", type=int, default=300, help="changed before the 2nd run (0: no 2nd run)"
     )
     parser.add_argument("--batch-size", type=int, default=100_000, help="BATCH file rows")
+    parser.add_argument(
+        "--profile",
+        choices=("realistic", "edge"),
+        default="realistic",
+        help="the sandbox's data: realistic (what users have) or edge (long histories: stress)",
+    )
     parser.add_argument("--skip", nargs="*", default=[], choices=list(CONFIGS))
+    parser.add_argument("--only", nargs="*", default=[], choices=list(CONFIGS), help="just these")
     parser.add_argument(
         "--skip-incremental", nargs="*", default=[], choices=list(CONFIGS), help="full run only"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import signal
 import sys
@@ -17,8 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="kapwork-sandbox",
         description="A local Kapwork Partner API with deterministic data, for demos and tests. "
-        "Control endpoints under /_sandbox/ (health, truth, mutate, faults, churn, requests) "
-        "need no key: keep the sandbox on loopback.",
+        "Control endpoints under /_sandbox/ (health, truth, digest, mutate, faults, churn, "
+        "requests) need no key: keep the sandbox on loopback.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
         profile=args.profile,
         same_instant_share=args.same_instant_share,
     )
+    # The data lives until the sandbox stops: the collector need not scan it ever again.
+    gc.freeze()
     sandbox.max_history_limit = args.max_history_limit
     if args.latency_ms:
         sandbox.set_faults(latency_ms=args.latency_ms)

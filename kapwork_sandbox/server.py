@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from kapwork_sandbox.data import churn, parse_moment, stamp
 from kapwork_sandbox.faults import FaultPlan
 from kapwork_sandbox.portfolio import build_dataset
+from kapwork_sandbox.testing import truth_digest
 
 DEFAULT_API_KEY = "sandbox-key"
 LIST_PATH = "/v1/receivables"
@@ -249,6 +250,9 @@ class Handler(BaseHTTPRequestHandler):
                 result: t.Any = {"ok": True, "receivables": len(sandbox.dataset.records)}
             elif path == "/_sandbox/truth":
                 result = {"data": sandbox.truth()}
+            elif path == "/_sandbox/digest":
+                with sandbox.dataset.lock:
+                    result = truth_digest(sandbox.dataset.records.values())
             elif path == "/_sandbox/mutate" and method == "POST":
                 result = {
                     "updated": sandbox.mutate(

@@ -6,6 +6,9 @@
 - `run_tap`: `tap-kapwork` as a user runs it, its Singer messages parsed (`TapRun`).
 - `expected_history_rows` / `expected_history_keys`: what the `receivable_history`
   stream must hold for a sandbox truth (`Sandbox.truth()`), computed apart from the tap.
+- `digest` / `truth_digest`: one short hash of what a load holds, and of what it must hold
+  (the sandbox answers the latter at `/_sandbox/digest`: a million receivables' truth is
+  too large to send).
 
 No pytest here: benchmarks and scripts import it too, and it ships with the sandbox.
 """
@@ -303,6 +306,46 @@ def emitted_history_rows(records: list[dict]) -> list[tuple]:
         )
         for r in records
     ]
+
+
+def utc_text(value: t.Any) -> str:
+    """An instant (ISO text or datetime, as a database returns it) as naive UTC text."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value.isoformat(timespec="milliseconds")
+
+
+def digest(receivables: t.Iterable[tuple], history: t.Iterable[tuple] | None) -> str:
+    """A hash of (id, updated_at) for every receivable and, for Singer loads, of
+    (receivable_id, changed_at, field) for every history row, all instants in UTC."""
+    sha = hashlib.sha1(usedforsecurity=False)
+    for pair in sorted((rid, utc_text(at)) for rid, at in receivables):
+        sha.update(repr(pair).encode())
+    sha.update(b"|history|")
+    for row in sorted((rid, utc_text(at), f) for rid, at, f in history or ()):
+        sha.update(repr(row).encode())
+    return sha.hexdigest()[:12]
+
+
+def truth_digest(truth: t.Collection[dict]) -> dict[str, t.Any]:
+    """What a Singer load of `truth` must hold: the digest of its rows (`rows`), of its
+    receivables alone (`receivables`, for loads that land history in another shape) and
+    its row count (`count`). One history row per changed field, as in
+    `expected_history_rows`, without holding those rows' values."""
+    history = [
+        (rec["id"], entry["changed_at"], name)
+        for rec in truth
+        for entry in rec.get("history") or []
+        for name in entry["changes"]
+    ]
+    receivables = [(rec["id"], rec["updated_at"]) for rec in truth]
+    return {
+        "rows": digest(receivables, history),
+        "receivables": digest(receivables, None),
+        "count": len(receivables) + len(history),
+    }
 
 
 def arrival(value: t.Any) -> t.Any:

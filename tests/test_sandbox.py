@@ -20,6 +20,7 @@ from helpers import API_KEY
 
 from kapwork_sandbox import Sandbox
 from kapwork_sandbox.data import Dataset, parse_moment
+from kapwork_sandbox.testing import expected_history_rows, truth_digest
 
 SANDBOX_CLI = str(Path(sys.executable).with_name("kapwork-sandbox"))
 ANCHOR = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
@@ -366,8 +367,13 @@ def test_control_endpoints_serve_truth_mutations_faults_and_the_request_log(sand
             return json.load(response)
 
     assert control("GET", "health") == {"ok": True, "receivables": 600}
-    assert len(control("GET", "truth")["data"]) == 600
+    truth = control("GET", "truth")["data"]
+    assert len(truth) == 600
+    before = control("GET", "digest")
+    assert before == truth_digest(truth)
+    assert before["count"] == 600 + len(expected_history_rows(truth))
     changed = control("POST", "mutate", {"count": 3, "insert": 1})
+    assert control("GET", "digest") == truth_digest(control("GET", "truth")["data"]) != before
     assert len(changed["updated"]) == 3
     assert len(changed["inserted"]) == 1
     assert control("GET", "health")["receivables"] == 601

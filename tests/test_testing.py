@@ -15,12 +15,14 @@ from kapwork_sandbox.testing import (
     PostgresError,
     SandboxProcess,
     changes_since,
+    digest,
     emitted_history_rows,
     expected_history_keys,
     expected_history_rows,
     free_port,
     postgres_program,
     run_tap,
+    truth_digest,
     updated_since,
 )
 
@@ -93,6 +95,28 @@ def test_changes_and_updates_since_an_instant_are_inclusive():
     since = dt.datetime(2026, 1, 7, 14, 30, tzinfo=dt.timezone.utc)
     assert updated_since(TRUTH, since) == {"rcv_1"}
     assert {row[2] for row in changes_since(TRUTH, since)} == {"amount_cents", "metadata"}
+
+
+def test_a_load_with_the_truth_s_rows_has_the_truth_s_digest_whatever_the_instants_form():
+    """What a database returns (naive or offset instants, rows in any order) hashes as the
+    truth's `Z` stamps do; one row more or less, or another instant, does not."""
+    utc = dt.timezone.utc
+    receivables = [
+        ("rcv_2", dt.datetime(2026, 1, 1, tzinfo=utc)),
+        ("rcv_1", "2026-01-07T15:30:00+01:00"),
+    ]
+    history = [
+        ("rcv_1", dt.datetime(2026, 1, 7, 14, 30), "metadata"),
+        ("rcv_1", "2026-01-05T09:00:00.000Z", "status"),
+        ("rcv_1", "2026-01-07T14:30:00Z", "amount_cents"),
+    ]
+    expected = truth_digest(TRUTH)
+    assert expected["count"] == len(TRUTH) + len(expected_history_rows(TRUTH)) == 5
+    assert digest(receivables, history) == expected["rows"]
+    assert digest(receivables, None) == expected["receivables"]
+    assert digest(receivables, history[1:]) != expected["rows"]
+    moved = [("rcv_1", "2026-01-05T09:00:00.001Z", "status"), history[0], history[2]]
+    assert digest(receivables, moved) != expected["rows"]
 
 
 def test_a_missing_postgres_program_is_named():
