@@ -379,11 +379,14 @@ class Bench:
             with output.open("wb") as out:
                 result = measure(name, "tap", args, stdout=out, **common)
             self.tap_state = workdir / "state.json"
-            states = [line for line in output.read_text().splitlines() if '"STATE"' in line]
-            self.tap_state.write_text(json.dumps(json.loads(states[-1])["value"]))
-            result.rows = sum(
-                1 for line in output.read_text().splitlines() if line.startswith('{"type":"RECORD"')
-            )
+            state = ""
+            with output.open() as lines:  # line by line: gigabytes at a million receivables
+                for line in lines:
+                    if line.startswith('{"type":"RECORD"'):
+                        result.rows += 1
+                    elif '"STATE"' in line:
+                        state = line
+            self.tap_state.write_text(json.dumps(json.loads(state)["value"]))
             output.unlink()
             return result
         if kind.startswith("meltano"):
