@@ -109,13 +109,6 @@ class ReceivablesStream(LeanRecordPath, KapworkStream):
             if self.retry_stats.total:
                 self.logger.info("HTTP retries: %s", self.retry_stats.summary())
 
-    def warn_once(self, message: str) -> None:
-        """Log `message` once per run, however many partitions are synced."""
-        warned = self.__dict__.setdefault("_warned", set())
-        if message not in warned:
-            warned.add(message)
-            self.logger.warning("%s", message)
-
     def project(self, row: dict) -> dict:
         # Only schema fields: `history` travels in its own stream, and fields the API
         # adds later must not reach targets that have no column for them. Each value is
