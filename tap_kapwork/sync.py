@@ -300,9 +300,13 @@ class ListingSync:
     def _listing_is_complete(self, listing: Listing) -> bool:
         """Whether the bookmark may advance; warns when the API's counts disagree."""
         logger = self.stream.logger
+        passes: dict[str, list[str]] = {}  # the same gap on several passes: one line
         for number, gap in listing.gaps:
+            passes.setdefault(gap.describe(), []).append(str(number))
+        for gap_text, numbers in passes.items():
             # NB: seen: empty pages while has_more was true, with rows on later pages.
-            logger.warning("Receivables listing, pass %d: %s.", number, gap.describe())
+            which = f"passes {', '.join(numbers)}" if len(numbers) > 1 else f"pass {numbers[0]}"
+            logger.warning("Receivables listing, %s: %s.", which, gap_text)
         if listing.gap is not None:
             logger.warning(
                 "The receivables listing may have rows this run did not read (its last "

@@ -460,13 +460,12 @@ def test_same_instant_share_stamps_two_changes_of_one_field_together():
 # quirks: list answers wrong in what they say (kapwork_sandbox/quirks.py) -----------------
 
 
-def _changed_receivable(sandbox: Sandbox, page_size: int, page: int) -> tuple[dict, int]:
-    """A receivable with at least two changes on list page `page`; (truth, its index)."""
+def _changed_receivable(sandbox: Sandbox, page_size: int, page: int) -> dict:
+    """A receivable with at least two changes on list page `page`, as in the truth."""
     ordered = sorted(sandbox.truth(), key=lambda r: (r["updated_at"], r["id"]))
-    for index in range((page - 1) * page_size, page * page_size):
-        if len(ordered[index]["history"]) >= 2:
-            return ordered[index], index % page_size
-    raise AssertionError("no receivable with two changes on that page")
+    return next(
+        r for r in ordered[(page - 1) * page_size : page * page_size] if len(r["history"]) >= 2
+    )
 
 
 def _as_before_its_newest_change(record: dict) -> dict:
@@ -485,7 +484,7 @@ def _page(sandbox: Sandbox, page: int, **params) -> dict:
 
 @pytest.mark.parametrize("before", [True, False], ids=["older-first", "newer-first"])
 def test_quirk_an_older_version_on_the_same_page(sandbox, before):
-    record, at = _changed_receivable(sandbox, 50, page=3)
+    record = _changed_receivable(sandbox, 50, page=3)
     sandbox.repeat_older_version(record["id"], before=before)
     body = _page(sandbox, 3, limit=50)
     rows = [row for row in body["data"] if row["id"] == record["id"]]
@@ -506,7 +505,7 @@ def test_quirk_an_older_version_on_the_same_page(sandbox, before):
 
 
 def test_quirk_an_older_version_on_another_page(sandbox):
-    record, _ = _changed_receivable(sandbox, 50, page=4)
+    record = _changed_receivable(sandbox, 50, page=4)
     sandbox.repeat_older_version(record["id"], page=1)
     first, fourth = _page(sandbox, 1, limit=50), _page(sandbox, 4, limit=50)
     assert [r for r in first["data"] if r["id"] == record["id"]] == [
@@ -540,7 +539,7 @@ def test_quirk_empty_pages_keep_has_more_transient_and_persistent(sandbox):
     ],
 )
 def test_quirk_bad_text_in_an_otherwise_valid_answer(sandbox, kind, field, wire, text):
-    record, _ = _changed_receivable(sandbox, 100, page=1)
+    record = _changed_receivable(sandbox, 100, page=1)
     sandbox.bad_text(record["id"], ".".join(field), kind)
     status, _, body = raw_get(sandbox, "/v1/receivables?verified_since=all&limit=100")
     assert status == 200
@@ -563,7 +562,7 @@ def test_quirk_bad_text_in_an_otherwise_valid_answer(sandbox, kind, field, wire,
 
 
 def test_quirks_from_the_control_endpoint(sandbox):
-    record, _ = _changed_receivable(sandbox, 100, page=2)
+    record = _changed_receivable(sandbox, 100, page=2)
     spec = {
         "repeat_older_version": [{"id": record["id"], "page": 1}],
         "empty_pages": {"pages": [3], "times": 2},
