@@ -5,9 +5,15 @@ from __future__ import annotations
 import json
 import typing as t
 
-import jsonschema
 import pytest
-from helpers import API_KEY, assert_one_line_failure, run_tap, tap_config, without_history
+from helpers import (
+    API_KEY,
+    assert_one_line_failure,
+    assert_records_validate,
+    run_tap,
+    tap_config,
+    without_history,
+)
 
 from kapwork_sandbox import Sandbox
 from kapwork_sandbox.testing import emitted_history_rows
@@ -97,12 +103,7 @@ def test_bad_text_is_emitted_with_fffd_and_named_without_a_retry(sandbox_300):
     assert "\\ud8" not in run.stdout
     assert "\\udc" not in run.stdout
     run.stdout.encode("utf-8")
-    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
-    for stream in ("receivables", "receivable_history"):
-        (schema,) = run.schemas(stream)
-        validator = jsonschema.Draft202012Validator(schema["schema"], format_checker=checker)
-        for record in run.records(stream):
-            validator.validate(record)
+    assert_records_validate(run)
     assert json.loads(json.dumps(run.state))["bookmarks"]["receivables"]["replication_key_value"]
 
 
