@@ -140,7 +140,7 @@ class PagePass:
                             f"{page.number - 1}: the API seems to ignore the page parameter. "
                             "Stopping instead of looping."
                         )
-                    return  # the API ignores `page` past its end; pages in flight are too
+                    break  # the API ignores `page` past its end; pages in flight are too
                 if page.total_count is not None:  # rows inserted while we read
                     self.total_count = page.total_count
                 self.rows_read += len(page.rows)
