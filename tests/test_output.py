@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
 from pathlib import Path
 
+import pytest
 from helpers import discover, run_tap, tap_config
 
-from kapwork_sandbox.testing import emitted_history_rows, expected_history_rows
+from kapwork_sandbox.testing import TAP, emitted_history_rows, expected_history_rows, write_json
 
 
 def test_flattening_expands_objects_in_records_and_schema(sandbox):
@@ -133,3 +135,38 @@ def test_batch_config_with_stream_maps_is_one_clear_error(sandbox, tmp_path):
     (line,) = run.error_lines
     assert "batch_config cannot be combined with stream_maps or flattening_enabled" in line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("reader", "args"),
+    [
+        (["head", "-c", "4096"], ()),  # a loader that fails after a few lines
+        (["true"], ("--discover",)),  # gone before the first byte
+    ],
+    ids=["sync", "discover"],
+)
+def test_a_loader_that_stops_reading_ends_the_tap_in_one_line(sandbox, tmp_path, reader, args):
+    config = write_json(str(tmp_path), "config.json", tap_config(sandbox))
+    loader = subprocess.Popen(reader, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    if args:
+        loader.wait()  # the pipe has no reader before the tap starts
+    try:
+        tap = subprocess.run(
+            [TAP, "--config", config, *args],
+            stdout=loader.stdin,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        assert loader.stdin is not None
+        loader.stdin.close()
+        loader.wait()
+    assert tap.returncode != 0
+    lines = tap.stderr.splitlines()
+    assert "The loader stopped reading the tap's output (broken pipe)" in lines[-1]
+    assert "look at the loader's own error above" in lines[-1]
+    assert [line for line in lines if "| ERROR" in line] == lines[-1:]
+    for noise in ("Traceback", "unhandled error", "Exception ignored", "BrokenPipeError"):
+        assert noise not in tap.stderr
