@@ -14,24 +14,51 @@ from helpers import discover, run_tap, tap_config
 from kapwork_sandbox.testing import TAP, emitted_history_rows, expected_history_rows, write_json
 
 
-def test_flattening_expands_objects_in_records_and_schema(sandbox):
-    run = run_tap(tap_config(sandbox, flattening_enabled=True, flattening_max_depth=1))
+def empty_properties(schema: dict, where: str = "") -> list[str]:
+    """Where `schema` has an empty `"properties": {}`, at any depth."""
+    found = [where or "(root)"] if schema.get("properties") == {} else []
+    for name, node in (schema.get("properties") or {}).items():
+        found += empty_properties(node, f"{where}.{name}" if where else name)
+    return found
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_flattening_expands_objects_in_records_and_schema(sandbox, depth):
+    run = run_tap(tap_config(sandbox, flattening_enabled=True, flattening_max_depth=depth))
     truth = {r["id"]: r for r in sandbox.truth()}
     (schema,) = run.schemas("receivables")
     properties = schema["schema"]["properties"]
     assert {"vendor__id", "vendor__name", "debtor__id", "debtor__name"} <= set(properties)
     assert "vendor" not in properties
+    # metadata stays one column: its JSON text (its keys are open-ended, per portal).
+    assert properties["metadata"]["type"] == ["string", "null"]
     records = run.records("receivables")
     assert len(records) == len(truth)
+    assert any(truth[r["id"]]["metadata"] for r in records)
     for record in records:
         expected = truth[record["id"]]
         assert "vendor" not in record
         assert record["vendor__name"] == expected["vendor"]["name"]
         assert record["debtor__id"] == expected["debtor"]["id"]
         assert record["amount_cents"] == expected["amount_cents"]
+        assert json.loads(record["metadata"]) == expected["metadata"]
     assert set(emitted_history_rows(run.records("receivable_history"))) == expected_history_rows(
         list(truth.values())
     )
+    for stream in ("receivables", "receivable_history"):
+        (schema,) = run.schemas(stream)
+        declared = set(schema["schema"]["properties"])
+        assert {key for record in run.records(stream) for key in record} <= declared, stream
+
+
+def test_no_schema_declares_empty_properties(sandbox):
+    run = run_tap(tap_config(sandbox, page_size=10), extra_args=["--test=schema"])
+    schemas = [m for m in run.messages if m["type"] == "SCHEMA"]
+    assert {m["stream"] for m in schemas} == {"receivables", "receivable_history"}
+    for message in schemas:
+        assert empty_properties(message["schema"]) == [], message["stream"]
+    for entry in discover(tap_config(sandbox))["streams"]:
+        assert empty_properties(entry["schema"]) == [], entry["stream"]
 
 
 def test_stream_maps_add_drop_and_filter(sandbox):

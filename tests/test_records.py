@@ -73,6 +73,7 @@ EDGE_FIELDS = [
     {"portal_status": 'Genehmigt – Zahlung geplant \u2028 "quoted" \\ \t'},  # noqa: RUF001
     {"vendor": {"id": "v", "name": None, "extra": [1, {"x": None}]}},
     {"metadata": {"nested": {"deep": [1.5, None, True]}, "empty": {}, "ünïcode": "✓"}},
+    {"metadata": {"id": 7, "name": ["not", "a", "party"]}},  # any keys, any values
     {"estimated_next_update_at": "2026-01-07T10:30:00+05:30"},
     {"detected_at": "2026-01-07t10:30:00.123456z"},
     {"receivable_date": "2024-02-29", "due_date": None},
