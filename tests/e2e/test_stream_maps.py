@@ -89,9 +89,7 @@ def test_the_readme_typed_map_loads_into_a_validating_loader(sandbox, tmp_path):
 
 def test_an_untyped_expression_is_declared_a_string_and_fails_validation(sandbox, tmp_path):
     assert f"`{UNTYPED}` is declared a string" in readme_section("Stream maps")
-    proc, schema, output = into_target_jsonl(
-        sandbox, {"receivables": {"amount": UNTYPED}}, tmp_path
-    )
+    proc, schema, _ = into_target_jsonl(sandbox, {"receivables": {"amount": UNTYPED}}, tmp_path)
     assert schema["properties"]["amount"]["type"] == ["string", "null"]
     assert proc.returncode != 0
     assert "ValidationError" in proc.stderr
