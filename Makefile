@@ -79,13 +79,17 @@ check: install
 
 lint: check
 
+# The tap against a hand-written loop, on the realistic profile, then on the edge profile
+# (long histories), which the tap/loop targets were defined on.
 bench: install
 	@$(VENV)/bin/python benchmarks/bench.py --receivables 10000 100000 --latency-ms 25
 
 # The whole pipeline: tap alone, meltano run into PostgreSQL (project settings, BATCH,
-# the loader's defaults) and DuckDB, and dlt's rest_api on the same data.
+# the loader's defaults) and DuckDB, and dlt's rest_api on the same data (realistic
+# profile; `--profile edge` for long histories, `--receivables 1000000 --only ...` for a
+# million).
 bench-pipeline: meltano dlt
-	@$(VENV)/bin/python benchmarks/pipeline.py --receivables 20000
+	@$(VENV)/bin/python benchmarks/pipeline.py --receivables 20000 100000
 
 $(DLT_VENV)/.installed:
 	@echo "==> Installing dlt $(DLT_VERSION) into $(DLT_VENV) (benchmark reference only)"

@@ -18,8 +18,14 @@ server), and checks that every Singer configuration loaded exactly the sandbox's
 `--changes` receivables and runs every configuration again, incrementally, from its own
 state, and says where the seconds of a small run go.
 
-    .venv/bin/python benchmarks/pipeline.py --receivables 20000
+Also the peak RSS of each process (tap, loader, Meltano, dlt, the sandbox) and, for
+PostgreSQL, the size of the loaded tables. The sandbox's data is the realistic profile
+(`--profile edge`: long histories, the stress case).
+
+    .venv/bin/python benchmarks/pipeline.py                      # 20,000 and 100,000
     .venv/bin/python benchmarks/pipeline.py --receivables 20000 100000 --skip pg-defaults
+    .venv/bin/python benchmarks/pipeline.py --receivables 1000000 --only tap pg-project \
+        pg-batch --changes 1000                                  # a million
 """
 
 from __future__ import annotations
@@ -591,7 +597,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--receivables", type=int, nargs="+", default=[20_000])
+    parser.add_argument("--receivables", type=int, nargs="+", default=[20_000, 100_000])
     parser.add_argument("--latency-ms", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
