@@ -29,6 +29,7 @@ from tap_kapwork.inputs import (
 from tap_kapwork.output import BufferedMsgSpecWriter, batch_config, batch_config_errors
 from tap_kapwork.streams import ReceivableHistoryStream, ReceivablesStream
 from tap_kapwork.timestamps import parse_timestamp
+from tap_kapwork.undeclared import add_catch_alls
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -209,6 +210,22 @@ class TapKapwork(Tap):
         for stream in streams:
             stream.logger.addFilter(ReportedFailureFilter())
         return streams
+
+    @override
+    def setup_mapper(self) -> None:
+        """A catalog written by an older tap-kapwork lacks the catch-all columns of fields
+        the API adds (undeclared.py): they are added, selected, before the mapper and the
+        streams read the catalog's schemas (Stream.apply_catalog would be too late: the
+        SCHEMA messages come from the mapper, set up first)."""
+        if self.input_catalog is not None:
+            schemas = {s.name: s.schema for s in (ReceivablesStream, ReceivableHistoryStream)}
+            for column in add_catch_alls(self.input_catalog, schemas):
+                self.logger.info(
+                    "The catalog has no %s (written by an older tap-kapwork): it was added "
+                    "and selected, so fields the API adds are kept.",
+                    column,
+                )
+        super().setup_mapper()
 
     @override
     def load_state(self, state: dict[str, t.Any]) -> None:
