@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from kapwork_sandbox.data import churn, parse_moment, stamp
+from kapwork_sandbox.evolution import Evolution
 from kapwork_sandbox.faults import FaultPlan
 from kapwork_sandbox.portfolio import build_dataset
 
@@ -136,7 +137,7 @@ class Handler(BaseHTTPRequestHandler):
             )
             return
         try:
-            body = self._api(url.path, params)
+            body = sandbox.evolution.apply(self._api(url.path, params))
         except ApiError as exc:
             self._send(entry, exc.status, exc.body())
             return
@@ -261,6 +262,8 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/_sandbox/raw" and method == "POST":
                 sandbox.set_raw(str(body["id"]), **body.get("fields", {}))
                 result = {"ok": True}
+            elif path == "/_sandbox/fields":
+                result = sandbox.evolution.control(method, body)
             elif path == "/_sandbox/faults" and method == "POST":
                 sandbox.set_faults(**body)
                 result = dict(vars(sandbox.faults))
@@ -367,6 +370,8 @@ class Sandbox:
             same_instant_share,
         )
         self.plan = FaultPlan()
+        # Fields the docs do not list, added to answers and truth (evolution.py).
+        self.evolution = Evolution()
         self.max_history_limit: int | None = None
         self.order = "updated_at"
         # What `verified_since` filters on: "updated_at", or "verified_at", the hidden
@@ -427,7 +432,21 @@ class Sandbox:
 
     # data
     def truth(self) -> list[dict]:
-        return self.dataset.truth()
+        return self.evolution.truth(self.dataset.truth())
+
+    def add_fields(
+        self,
+        level: str,
+        fields: t.Mapping[str, str] | None = None,
+        *,
+        share: float = 1.0,
+        ids: t.Iterable[str] | None = None,
+        seed: int = 0,
+    ) -> dict[str, str]:
+        """The API starts sending fields the docs do not list, at `level` ("receivable",
+        "entry" or "change"), for a `share` of receivables or exactly `ids`; `fields`
+        (name -> JSON kind) defaults to one of every kind (see evolution.py)."""
+        return self.evolution.add(level, fields, share=share, ids=ids, seed=seed).fields
 
     def mutate(
         self,

@@ -6,6 +6,8 @@
 - `run_tap`: `tap-kapwork` as a user runs it, its Singer messages parsed (`TapRun`).
 - `expected_history_rows` / `expected_history_keys`: what the `receivable_history`
   stream must hold for a sandbox truth (`Sandbox.truth()`), computed apart from the tap.
+- `as_emitted` / `expected_history_extras`: where the fields the docs do not list
+  (`Sandbox.add_fields`) must arrive: the catch-all columns.
 
 No pytest here: benchmarks and scripts import it too, and it ships with the sandbox.
 """
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kapwork_sandbox.data import parse_moment
+from kapwork_sandbox.evolution import DOCUMENTED
 
 # The commands of the running interpreter's environment.
 TAP = str(Path(sys.executable).with_name("tap-kapwork"))
@@ -344,3 +347,45 @@ def updated_since(truth: list[dict], since: dt.datetime) -> set[str]:
 def changes_since(truth: list[dict], since: dt.datetime) -> set[tuple]:
     """Expected history rows changed at or after `since`."""
     return {row for row in expected_history_rows(truth) if parse_moment(row[1]) >= since}
+
+
+# --- truth -> where undeclared fields arrive ----------------------------------------------
+
+
+def as_emitted(receivable: dict) -> dict:
+    """A truth receivable as a `receivables` RECORD: its documented fields (not `history`),
+    and every key the docs do not list in `extra_fields`, as the API sent it."""
+    documented = DOCUMENTED["receivable"]
+    record = {k: v for k, v in receivable.items() if k in documented and k != "history"}
+    extra = {k: v for k, v in receivable.items() if k not in documented}
+    if extra:
+        record["extra_fields"] = extra
+    return record
+
+
+def expected_history_extras(truth: list[dict]) -> dict[tuple, tuple]:
+    """History key -> (entry_extra_fields, change_extra_fields), each None when the entry
+    or the change has no key the docs do not list."""
+    expected = {}
+    for rec in truth:
+        for entry in rec.get("history") or []:
+            entry_extra = {k: v for k, v in entry.items() if k not in DOCUMENTED["entry"]}
+            for name, change in entry["changes"].items():
+                extra = {k: v for k, v in change.items() if k not in DOCUMENTED["change"]}
+                digest = change_hash(change.get("from"), change.get("to"))
+                expected[rec["id"], entry["changed_at"], name, digest] = (
+                    entry_extra or None,
+                    extra or None,
+                )
+    return expected
+
+
+def emitted_history_extras(records: list[dict]) -> dict[tuple, tuple]:
+    """The same mapping from `receivable_history` RECORDs."""
+    return {
+        (r["receivable_id"], r["changed_at"], r["field"], r["change_hash"]): (
+            r.get("entry_extra_fields"),
+            r.get("change_extra_fields"),
+        )
+        for r in records
+    }
