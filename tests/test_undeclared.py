@@ -8,7 +8,8 @@ import re
 
 import jsonschema
 import pytest
-from helpers import API_KEY, discover, run_tap, tap_config
+import yaml
+from helpers import API_KEY, discover, readme_block, run_tap, tap_config
 
 from kapwork_sandbox import Sandbox
 from kapwork_sandbox.evolution import DEFAULT_FIELDS
@@ -188,3 +189,20 @@ def select_all(catalog: dict) -> dict:
         for meta in entry["metadata"]:
             meta["metadata"]["selected"] = True
     return catalog
+
+
+def test_the_readme_stream_map_gives_typed_columns(evolved):
+    config = yaml.safe_load(readme_block("When the API changes", "yaml", "stream_maps"))["config"]
+    run = run_tap(tap_config(evolved, **config))
+    (schema,) = run.schemas("receivables")
+    properties = schema["schema"]["properties"]
+    assert properties["payment_reference"]["type"] == ["string", "null"]
+    assert properties["days_late"]["type"] == ["integer", "null"]
+    truth = {r["id"]: r for r in evolved.truth()}
+    validator = jsonschema.Draft202012Validator(schema["schema"], format_checker=FORMATS)
+    for record in run.records("receivables"):
+        validator.validate(record)
+        expected = truth[record["id"]]
+        assert record["payment_reference"] == expected.get("payment_reference")
+        assert record["days_late"] == expected.get("days_late")
+    assert sum(r["days_late"] is not None for r in run.records("receivables")) > 50
