@@ -210,3 +210,66 @@ def test_meltano_run_into_duckdb_keeps_new_fields(loader, tmp_path):
         _evolve_before_the_incremental_run(sandbox)
         meltano("run", "tap-kapwork", loader, env=env)
         _check(*read(), sandbox.truth(), before)
+
+
+def test_tables_an_older_tap_created_get_the_new_columns(postgres, tmp_path):
+    """A warehouse loaded before the catch-alls existed (here: deselected, which also
+    names what was not kept): target-postgres adds the columns on the next run."""
+    schema = "kapwork_upgraded"
+    conninfo = " ".join(
+        f"{k}={v}"
+        for k, v in {**postgres, "dbname": postgres["database"]}.items()
+        if k != "database" and v != ""
+    )
+    with Sandbox(receivables=150, seed=23, api_key=API_KEY) as sandbox:
+        _evolve_before_the_first_run(sandbox)
+        env = _env(
+            sandbox,
+            tmp_path,
+            TARGET_POSTGRES_HOST=postgres["host"],
+            TARGET_POSTGRES_PORT=str(postgres["port"]),
+            TARGET_POSTGRES_USER=postgres["user"],
+            TARGET_POSTGRES_PASSWORD=postgres["password"],
+            TARGET_POSTGRES_DATABASE=postgres["database"],
+            TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=schema,
+        )
+        older = {
+            **env,
+            "TAP_KAPWORK__SELECT": json.dumps(
+                [
+                    "receivables.*",
+                    "receivable_history.*",
+                    "!receivables.extra_fields",
+                    "!receivable_history.entry_extra_fields",
+                    "!receivable_history.change_extra_fields",
+                ]
+            ),
+        }
+        first = meltano("run", "tap-kapwork", "target-postgres", env=older)
+        assert (
+            "receivables.payment_reference (a key of a receivable)" in first.stderr + first.stdout
+        )
+        assert "its values were NOT kept, because receivables.extra_fields is deselected" in (
+            first.stderr + first.stdout
+        )
+        with psycopg.connect(conninfo) as conn:
+            columns = {
+                row[0]
+                for row in conn.execute(
+                    "select table_name || '.' || column_name from information_schema.columns "
+                    "where table_schema = %s",
+                    (schema,),
+                )
+            }
+        assert "receivables.extra_fields" not in columns
+        assert "receivables.metadata" in columns
+
+        meltano("run", "--full-refresh", "tap-kapwork", "target-postgres", env=env)
+        truth = sandbox.truth()
+    with psycopg.connect(conninfo) as conn:
+        receivables = dict(conn.execute(RECEIVABLES.format(schema=schema)).fetchall())
+        history = {
+            tuple(row[:4]): tuple(row[4:])
+            for row in conn.execute(HISTORY.format(schema=schema)).fetchall()
+        }
+    assert _check(receivables, history, truth) > 20
