@@ -435,18 +435,12 @@ class Sandbox:
         return self.evolution.truth(self.dataset.truth())
 
     def add_fields(
-        self,
-        level: str,
-        fields: t.Mapping[str, str] | None = None,
-        *,
-        share: float = 1.0,
-        ids: t.Iterable[str] | None = None,
-        seed: int = 0,
+        self, level: str, fields: t.Mapping[str, str] | None = None, **where: t.Any
     ) -> dict[str, str]:
         """The API starts sending fields the docs do not list, at `level` ("receivable",
-        "entry" or "change"), for a `share` of receivables or exactly `ids`; `fields`
-        (name -> JSON kind) defaults to one of every kind (see evolution.py)."""
-        return self.evolution.add(level, fields, share=share, ids=ids, seed=seed).fields
+        "entry" or "change"); `fields` (name -> JSON kind) defaults to one of every kind;
+        `where`: `share=0.3`, or `ids=[...]`, and `seed` (see evolution.Evolution.add)."""
+        return self.evolution.add(level, fields, **where).fields
 
     def mutate(
         self,

@@ -86,24 +86,43 @@ def _env(sandbox: Sandbox, tmp_path: Path, **loader: str) -> dict[str, str]:
     }
 
 
-def test_meltano_run_into_postgres_keeps_new_fields_full_and_incremental(postgres, tmp_path):
-    schema = "kapwork_undeclared"
-    conninfo = " ".join(
-        f"{k}={v}"
-        for k, v in {**postgres, "dbname": postgres["database"]}.items()
-        if k != "database" and v != ""
+def _conninfo(postgres: dict) -> str:
+    params = {**postgres, "dbname": postgres["database"]}
+    return " ".join(f"{k}={v}" for k, v in params.items() if k != "database" and v != "")
+
+
+def _postgres_env(sandbox: Sandbox, tmp_path: Path, postgres: dict, schema: str) -> dict:
+    return _env(
+        sandbox,
+        tmp_path,
+        TARGET_POSTGRES_HOST=postgres["host"],
+        TARGET_POSTGRES_PORT=str(postgres["port"]),
+        TARGET_POSTGRES_USER=postgres["user"],
+        TARGET_POSTGRES_PASSWORD=postgres["password"],
+        TARGET_POSTGRES_DATABASE=postgres["database"],
+        TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=schema,
     )
 
+
+def _read_postgres(conninfo: str, schema: str) -> tuple[dict, dict]:
+    """(id -> extra_fields, history key -> (entry_extra_fields, change_extra_fields))."""
+    with psycopg.connect(conninfo) as conn:
+        receivables: dict[str, t.Any] = dict(
+            conn.execute(RECEIVABLES.format(schema=schema)).fetchall()
+        )
+        history = {
+            tuple(row[:4]): tuple(row[4:])
+            for row in conn.execute(HISTORY.format(schema=schema)).fetchall()
+        }
+    return receivables, history
+
+
+def test_meltano_run_into_postgres_keeps_new_fields_full_and_incremental(postgres, tmp_path):
+    schema = "kapwork_undeclared"
+    conninfo = _conninfo(postgres)
+
     def read() -> tuple[dict, dict]:
-        with psycopg.connect(conninfo) as conn:
-            receivables: dict[str, t.Any] = dict(
-                conn.execute(RECEIVABLES.format(schema=schema)).fetchall()
-            )
-            history = {
-                tuple(row[:4]): tuple(row[4:])
-                for row in conn.execute(HISTORY.format(schema=schema)).fetchall()
-            }
-        return receivables, history
+        return _read_postgres(conninfo, schema)
 
     def typed() -> list[tuple]:
         """The README's SQL, on this test's schema."""
@@ -112,16 +131,7 @@ def test_meltano_run_into_postgres_keeps_new_fields_full_and_incremental(postgre
             return conn.execute(sql.replace("kapwork.", f"{schema}.")).fetchall()
 
     with Sandbox(receivables=300, seed=21, api_key=API_KEY) as sandbox:
-        env = _env(
-            sandbox,
-            tmp_path,
-            TARGET_POSTGRES_HOST=postgres["host"],
-            TARGET_POSTGRES_PORT=str(postgres["port"]),
-            TARGET_POSTGRES_USER=postgres["user"],
-            TARGET_POSTGRES_PASSWORD=postgres["password"],
-            TARGET_POSTGRES_DATABASE=postgres["database"],
-            TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=schema,
-        )
+        env = _postgres_env(sandbox, tmp_path, postgres, schema)
         _evolve_before_the_first_run(sandbox)
         first = meltano("run", "tap-kapwork", "target-postgres", env=env)
         truth = sandbox.truth()
@@ -224,23 +234,10 @@ def test_tables_an_older_tap_created_get_the_new_columns(postgres, tmp_path):
     """A warehouse loaded before the catch-alls existed (here: deselected, which also
     names what was not kept): target-postgres adds the columns on the next run."""
     schema = "kapwork_upgraded"
-    conninfo = " ".join(
-        f"{k}={v}"
-        for k, v in {**postgres, "dbname": postgres["database"]}.items()
-        if k != "database" and v != ""
-    )
+    conninfo = _conninfo(postgres)
     with Sandbox(receivables=150, seed=23, api_key=API_KEY) as sandbox:
         _evolve_before_the_first_run(sandbox)
-        env = _env(
-            sandbox,
-            tmp_path,
-            TARGET_POSTGRES_HOST=postgres["host"],
-            TARGET_POSTGRES_PORT=str(postgres["port"]),
-            TARGET_POSTGRES_USER=postgres["user"],
-            TARGET_POSTGRES_PASSWORD=postgres["password"],
-            TARGET_POSTGRES_DATABASE=postgres["database"],
-            TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=schema,
-        )
+        env = _postgres_env(sandbox, tmp_path, postgres, schema)
         older = {
             **env,
             "TAP_KAPWORK__SELECT": json.dumps(
@@ -274,10 +271,4 @@ def test_tables_an_older_tap_created_get_the_new_columns(postgres, tmp_path):
 
         meltano("run", "--full-refresh", "tap-kapwork", "target-postgres", env=env)
         truth = sandbox.truth()
-    with psycopg.connect(conninfo) as conn:
-        receivables = dict(conn.execute(RECEIVABLES.format(schema=schema)).fetchall())
-        history = {
-            tuple(row[:4]): tuple(row[4:])
-            for row in conn.execute(HISTORY.format(schema=schema)).fetchall()
-        }
-    assert _check(receivables, history, truth) > 20
+    assert _check(*_read_postgres(conninfo, schema), truth) > 20
