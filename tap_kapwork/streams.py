@@ -39,12 +39,24 @@ STATUSES = "PENDING, APPROVED, PAID, SOLD, DISPUTED, ACKNOWLEDGED"
 # types target-duckdb and target-postgres choose a text column. Objects, arrays and
 # fractions (none are documented) arrive as their JSON text, see `plain_value`.
 HISTORY_VALUE = th.CustomType({"type": ["string", "integer", "boolean", "null"]})
-# An object with whatever keys the API sent: `metadata`, and the catch-alls of fields the
-# tap does not declare (undeclared.py). One construct, so that every free-form object
-# column behaves alike in loaders and under flattening.
-FREE_FORM = th.ObjectType(additional_properties=True)
 # Bounded to 64 bits so that loaders create a bigint column (unbounded: hugeint/numeric).
 INT64 = th.IntegerType(minimum=-(2**63), maximum=2**63 - 1)
+
+
+def free_form_object() -> th.CustomType:
+    """An object whose keys are open-ended and vary per portal (`metadata`), or per API
+    version (the catch-alls of fields the tap does not declare, undeclared.py): one JSON
+    column everywhere, flattened or not.
+
+    Declared with no `properties` at all (not an empty `"properties": {}`): the SDK's
+    flattening (`flattening_enabled`, in the tap or in an SDK-based loader) then keeps it
+    as one key whose value is the object's JSON text, declared `["string", "null"]`. With
+    `"properties": {}` it recursed into the object's keys, emitted `metadata__…` keys
+    the SCHEMA never declared (meltanolabs-target-csv stopped) or dropped the column
+    (pipelinewise loaders). Declaring the keys is no answer: they are not known
+    in advance. tests/test_sdk_contract.py pins the SDK behaviour this relies on.
+    """
+    return th.CustomType({"type": ["object", "null"], "additionalProperties": True})
 
 
 def filter_partitions(config: t.Mapping[str, t.Any]) -> list[dict] | None:
@@ -92,10 +104,12 @@ class ReceivablesStream(LeanRecordPath, KapworkStream):
         th.Property("detected_at", th.DateTimeType),
         th.Property("updated_at", th.DateTimeType, required=True),
         th.Property("estimated_next_update_at", th.DateTimeType),
-        th.Property("metadata", FREE_FORM),
+        th.Property(
+            "metadata", free_form_object(), description="The portal's fields, as the API sent them"
+        ),
         th.Property(
             RECEIVABLE_EXTRAS,
-            FREE_FORM,
+            free_form_object(),
             description="Fields the API sent that the tap does not declare, name -> value",
         ),
     ).to_dict()
@@ -127,13 +141,6 @@ class ReceivablesStream(LeanRecordPath, KapworkStream):
                 writer.flush()
             if self.retry_stats.total:
                 self.logger.info("HTTP retries: %s", self.retry_stats.summary())
-
-    def warn_once(self, message: str) -> None:
-        """Log `message` once per run, however many partitions are synced."""
-        warned = self.__dict__.setdefault("_warned", set())
-        if message not in warned:
-            warned.add(message)
-            self.logger.warning("%s", message)
 
     def project(self, row: dict) -> dict:
         # The schema's fields, each value checked against the schema (records.py): every
@@ -209,12 +216,12 @@ class ReceivableHistoryStream(LeanRecordPath, Stream):
         th.Property("to_value", HISTORY_VALUE, description="Value after the change"),
         th.Property(
             ENTRY_EXTRAS,
-            FREE_FORM,
+            free_form_object(),
             description="Keys of the history entry beyond changed_at and changes",
         ),
         th.Property(
             CHANGE_EXTRAS,
-            FREE_FORM,
+            free_form_object(),
             description="Keys of this field's change beyond from and to",
         ),
     ).to_dict()

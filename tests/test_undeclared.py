@@ -4,12 +4,20 @@ and each is named once per run in a WARNING (tap_kapwork/undeclared.py)."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 
 import jsonschema
 import pytest
 import yaml
-from helpers import API_KEY, discover, readme_block, run_tap, tap_config
+from helpers import (
+    API_KEY,
+    assert_records_validate,
+    discover,
+    readme_block,
+    run_tap,
+    tap_config,
+)
 
 from kapwork_sandbox import Sandbox
 from kapwork_sandbox.evolution import DEFAULT_FIELDS
@@ -50,11 +58,7 @@ def assert_kept(run, truth: list[dict]) -> None:
     assert receivables == {r["id"]: as_emitted(r) for r in truth}
     history = run.records("receivable_history")
     assert emitted_history_extras(history) == expected_history_extras(truth)
-    for stream in CATCH_ALLS:
-        (schema,) = run.schemas(stream)
-        validator = jsonschema.Draft202012Validator(schema["schema"], format_checker=FORMATS)
-        for record in run.records(stream):
-            validator.validate(record)
+    assert_records_validate(run)
 
 
 def warnings_for(run, level: str, name: str) -> list[str]:
@@ -206,3 +210,19 @@ def test_the_readme_stream_map_gives_typed_columns(evolved):
         assert record["payment_reference"] == expected.get("payment_reference")
         assert record["days_late"] == expected.get("days_late")
     assert sum(r["days_late"] is not None for r in run.records("receivables")) > 50
+
+
+def test_with_flattening_the_catch_alls_stay_whole(evolved):
+    run = run_tap(tap_config(evolved, flattening_enabled=True, flattening_max_depth=3))
+    assert_records_validate(run)
+    truth = {r["id"]: r for r in evolved.truth()}
+    for stream, names in CATCH_ALLS.items():
+        (schema,) = run.schemas(stream)
+        for name in names:
+            assert schema["schema"]["properties"][name]["type"] == ["string", "null"]
+        assert not [k for r in run.records(stream) for k in r if "extra_fields__" in k]
+    for record in run.records("receivables"):
+        expected = as_emitted(truth[record["id"]]).get("extra_fields")
+        assert (json.loads(record["extra_fields"]) if "extra_fields" in record else None) == (
+            expected
+        )
