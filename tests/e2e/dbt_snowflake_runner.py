@@ -1,6 +1,7 @@
 """dbt-snowflake against fakesnow, in-process, refusing SQL that Snowflake would refuse.
 
     PYTHON dbt_snowflake_runner.py DB_DIR SETUP_JSON
+    PYTHON dbt_snowflake_runner.py DB_DIR SETUP_JSON DBT_ARG...   (as the `dbt` executable)
 
 PYTHON is the interpreter of the dbt-snowflake virtualenv that `meltano install` made;
 `make meltano` installs the pinned fakesnow next to it. fakesnow's patch mode replaces
@@ -92,17 +93,21 @@ def invoke(args: list[str]) -> dict[str, t.Any]:
 
 
 def main() -> None:
-    db_dir, setup_json = sys.argv[1:]
+    db_dir, setup_json, *dbt_args = sys.argv[1:]
     setup = json.loads(setup_json)
     fakesnow.cursor.parse_one = guarded_parse_one  # what FakeSnowflakeCursor.execute calls
     with fakesnow.patch(db_path=db_dir):
         for database in setup["attach"]:
             snowflake.connector.connect(database=database)
-        session = snowflake.connector.connect(**setup["session"])
+        session = snowflake.connector.connect(**setup.get("session", {}))
         # fakesnow sets TimeZone on its one DuckDB instance to UTC; a Snowflake session's
         # default (parameter TIMEZONE) is America/Los_Angeles.
         duck = session._duck_conn
-        duck.execute(f"SET GLOBAL TimeZone = '{setup['timezone']}'")
+        duck.execute(f"SET GLOBAL TimeZone = '{setup.get('timezone', 'America/Los_Angeles')}'")
+        if dbt_args:  # as the `dbt` executable: its output, and its exit code
+            result = invoke(dbt_args)
+            print(json.dumps({**result, "functions": sorted(functions), "refused": refused}))
+            sys.exit(0 if result["success"] and not refused else 1)
         results = [invoke(args) for args in setup["invocations"]]
         answer = {"invocations": results, "functions": sorted(functions), "refused": refused}
         print(json.dumps(answer, default=str), flush=True)

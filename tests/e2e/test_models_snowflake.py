@@ -24,10 +24,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from e2e_helpers import ROOT, pipe
-from helpers import tap_config
+from e2e_helpers import ROOT, meltano, pipe
+from helpers import API_KEY, tap_config
 from test_models import MODELS, load_build_check, today
-from test_snowflake import TARGET_CONFIG, emulated_target
+from test_snowflake import TARGET_CONFIG, emulated_target, query_loaded
 
 from kapwork_sandbox import Sandbox
 
@@ -189,3 +189,62 @@ def test_models_on_snowflake_emulator(realistic_sandbox, tmp_path):
     print("Snowflake emulator model rows:", counts)
     print("Functions the guard checked:", ", ".join(sorted(dbt.functions)))
     assert set(counts) == set(MODELS)
+
+
+def test_meltano_run_with_dbt_snowflake_build(tmp_path):
+    """The README's `meltano run tap-kapwork target-snowflake dbt-snowflake:build`, on fakesnow.
+
+    A project next to this one, with meltano.yml as it is but for the two executables
+    (target-snowflake and dbt started under fakesnow) and the installed plugins: only the
+    loader's variables are set, so dbt must find the tables through meltano.yml's aliases,
+    the profile and the sources. The session's time zone is Snowflake's default.
+    """
+    _, _, db_dir = emulated_target(tmp_path)
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in (".meltano", "transform"):
+        (project / name).symlink_to(ROOT / name)
+    dbt = tmp_path / "dbt"
+    setup = json.dumps({"attach": [TARGET_CONFIG["database"]]})
+    dbt.write_text(
+        f'#!/bin/sh\nexec "{VENV / "bin" / "python"}" "{RUNNER}" "{db_dir}" \'{setup}\' "$@"\n'
+    )
+    dbt.chmod(0o755)
+    text = (ROOT / "meltano.yml").read_text()
+    for name, executable, wrapper in (
+        ("target-snowflake", "target-snowflake", tmp_path / "target-snowflake"),
+        ("dbt-snowflake", "dbt", dbt),
+    ):
+        head, _, rest = text.partition(f"- name: {name}\n")
+        assert rest, name
+        text = (
+            head
+            + f"- name: {name}\n"
+            + rest.replace(f"executable: {executable}\n", f"executable: {wrapper}\n", 1)
+        )
+    (project / "meltano.yml").write_text(text)
+
+    with Sandbox(receivables=120, seed=31, api_key=API_KEY, profile="realistic") as sandbox:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("TARGET_", "DBT_"))},
+            "MELTANO_ENVIRONMENT": "dev",
+            "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+            "TAP_KAPWORK_API_URL": sandbox.url,
+            "TAP_KAPWORK_API_KEY": API_KEY,
+            "TARGET_SNOWFLAKE_ACCOUNT": TARGET_CONFIG["account"],
+            "TARGET_SNOWFLAKE_USER": TARGET_CONFIG["user"],
+            "TARGET_SNOWFLAKE_PASSWORD": TARGET_CONFIG["password"],
+            "TARGET_SNOWFLAKE_DATABASE": TARGET_CONFIG["database"],
+            "DBT_TARGET_PATH": str(tmp_path / "dbt-target"),
+            "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
+        }
+        proc = meltano(
+            "run", "tap-kapwork", "target-snowflake", "dbt-snowflake:build", env=env, cwd=project
+        )
+        truth = sandbox.truth()
+    output = proc.stdout + proc.stderr
+    assert "ERROR=0" in output
+    assert "WARN=0" in output
+    models = f"{TARGET_CONFIG['database']}.ANALYTICS.RECEIVABLES_CURRENT"  # target_schema
+    [counts] = query_loaded(db_dir, f"select count(*), count(distinct currency) from {models}")
+    assert counts == [[len(truth), len({r["currency"] for r in truth})]]

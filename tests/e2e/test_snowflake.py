@@ -71,19 +71,24 @@ def emulated_target(tmp_path: Path) -> tuple[str, Path, Path]:
     return str(target), target_config, db_dir
 
 
+def query_loaded(db_dir: Path, *statements: str) -> list[list[list[t.Any]]]:
+    """Rows of each statement, run on the emulated databases in `db_dir`."""
+    proc = subprocess.run(
+        [str(PYTHON), str(RUNNER), str(db_dir), "query", json.dumps(statements)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return t.cast(list, json.loads(proc.stdout.splitlines()[-1]))
+
+
 def test_into_snowflake_emulator_full_then_incremental(e2e_sandbox, tmp_path):
     target, target_config, db_dir = emulated_target(tmp_path)
 
     def query(*statements: str) -> list[list[list[t.Any]]]:
-        proc = subprocess.run(
-            [str(PYTHON), str(RUNNER), str(db_dir), "query", json.dumps(statements)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return json.loads(proc.stdout.splitlines()[-1])
+        return query_loaded(db_dir, *statements)
 
     state = pipe(tap_config(e2e_sandbox), target, target_config)
     first = _read(query)
