@@ -107,7 +107,7 @@ def main() -> None:
         if dbt_args:  # as the `dbt` executable: its output, and its exit code
             result = invoke(dbt_args)
             print(json.dumps({**result, "functions": sorted(functions), "refused": refused}))
-            sys.exit(0 if result["success"] and not refused else 1)
+            sys.exit(0 if result["success"] and not refused and not result["warnings"] else 1)
         results = [invoke(args) for args in setup["invocations"]]
         answer = {"invocations": results, "functions": sorted(functions), "refused": refused}
         print(json.dumps(answer, default=str), flush=True)

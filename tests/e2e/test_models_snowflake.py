@@ -157,6 +157,7 @@ def quoted_values(query: t.Callable[[str], list[tuple]]) -> dict[str, list[str]]
 
 @pytest.fixture
 def realistic_sandbox() -> t.Iterator[Sandbox]:
+    """The sandbox test_models.py builds the models on."""
     with Sandbox(receivables=300, seed=11, profile="realistic") as sandbox:
         yield sandbox
 
