@@ -17,7 +17,10 @@ fakesnow hands every function it does not translate to DuckDB, so DuckDB-only SQ
 `json_extract_string(...)` would pass here and fail on Snowflake. The guard parses each
 statement as fakesnow does (sqlglot, Snowflake dialect) and refuses, before it runs:
 - a call to a function the Snowflake dialect does not know (sqlglot: `Anonymous`);
-- an expression sqlglot cannot write in Snowflake SQL (its "unsupported" errors).
+- an expression sqlglot cannot write in Snowflake SQL (its "unsupported" errors);
+- a call by a name sqlglot knows from another dialect only: not one of the Snowflake
+  parser's own names, and gone when sqlglot writes the statement back as Snowflake SQL
+  (`string_agg(...)` becomes `LISTAGG(...)`).
 
 The first stdout line is the result: per invocation {"success", "exception", "summary"
 (dbt's "Done. PASS=..." line), "warnings", "rows" (of `dbt show`)}, and the functions the
@@ -28,6 +31,7 @@ on stdin, one JSON line of rows on stdout, until stdin closes.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import sys
 import typing as t
@@ -37,8 +41,25 @@ import fakesnow.cursor
 import snowflake.connector
 from dbt.cli.main import dbtRunner
 from sqlglot import exp
+from sqlglot.dialects.snowflake import Snowflake
 from sqlglot.errors import ErrorLevel, UnsupportedError
+from sqlglot.parser import Parser
+from sqlglot.tokens import TokenType
 
+# Function names in Snowflake's own parser (sqlglot), beyond those every dialect inherits.
+SNOWFLAKE_OWN = {
+    name
+    for table, base in (
+        (Snowflake.Parser.FUNCTIONS, Parser.FUNCTIONS),
+        (Snowflake.Parser.FUNCTION_PARSERS, Parser.FUNCTION_PARSERS),
+    )
+    for name, build in table.items()
+    if build is not base.get(name)
+}
+# Documented Snowflake functions that sqlglot writes back as another one (IFNULL and NVL as
+# COALESCE, EXTRACT as DATE_PART): add one here only after checking Snowflake's reference.
+SNOWFLAKE_REWRITTEN = {"IFNULL", "NVL", "EXTRACT"}
+NOT_NAMES = {TokenType.IDENTIFIER, TokenType.STRING, TokenType.NUMBER, TokenType.AND, TokenType.OR}
 functions: set[str] = set()
 refused: list[str] = []
 _parse_one = fakesnow.cursor.parse_one
@@ -53,18 +74,38 @@ def _refuse(reason: str, sql: str) -> t.NoReturn:
     )
 
 
+def _calls(sql: str) -> set[str]:
+    """Names written before a parenthesis: function calls (and table names, keywords)."""
+    tokens = Snowflake().tokenize(sql)
+    return {
+        token.text.upper()
+        for token, following in itertools.pairwise(tokens)
+        if following.token_type == TokenType.L_PAREN
+        and token.token_type not in NOT_NAMES
+        and token.text.replace("_", "").isalnum()
+    }
+
+
 def guarded_parse_one(command: str) -> exp.Expr:
     """fakesnow's own parse of a statement, checked against the Snowflake dialect."""
     expression = _parse_one(command)
-    for function in expression.find_all(exp.Func):
-        if isinstance(function, exp.Anonymous):
-            _refuse(f"function {function.name}() is not in Snowflake's SQL dialect", command)
-        if not isinstance(function, exp.Connector):  # AND, OR
-            functions.add(function.sql_name())
+    for function in expression.find_all(exp.Anonymous):
+        _refuse(f"function {function.name}() is not in Snowflake's SQL dialect", command)
     try:
-        expression.sql(dialect="snowflake", unsupported_level=ErrorLevel.RAISE)
+        snowflake_sql = expression.sql(dialect="snowflake", unsupported_level=ErrorLevel.RAISE)
     except UnsupportedError as error:
         _refuse(f"not expressible in Snowflake SQL: {error}", command)
+    # A name sqlglot knows from another dialect (STRING_AGG, JSON_EXTRACT_SCALAR) parses,
+    # and fakesnow runs its translation; Snowflake would not. Such a name is neither
+    # Snowflake's own nor written back by the Snowflake generator.
+    written = _calls(command)
+    for name in written - _calls(snowflake_sql) - SNOWFLAKE_OWN - SNOWFLAKE_REWRITTEN:
+        _refuse(
+            f"function {name}() is another dialect's (Snowflake writes it differently)", command
+        )
+    functions.update(
+        name for name in written if name in Snowflake.Parser.FUNCTIONS or name in SNOWFLAKE_OWN
+    )
     return expression
 
 

@@ -10,49 +10,32 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
+from pathlib import Path
 
-import pytest
-from e2e_helpers import ROOT
-from test_models import today
+from test_models import dbt, today
 from test_models_snowflake import zone_on_another_day
 
 
-def show_as_of_date(adapter: str, env: dict[str, str], work: str) -> str:
+def show_as_of_date(adapter: str, env: dict[str, str], work: Path) -> str:
     """`dbt show` of the build date with the utility's own dbt."""
-    executable = ROOT / ".meltano" / "utilities" / f"dbt-{adapter}" / "venv" / "bin" / "dbt"
-    if not executable.exists():
-        pytest.fail(f"{executable} is missing: run `make test` (it runs `meltano install`).")
-    proc = subprocess.run(
-        [
-            str(executable),
-            "show",
-            "--inline",
-            "select {{ as_of_date() }} as as_of_date",
-            "--project-dir",
-            str(ROOT / "transform"),
-            "--profiles-dir",
-            str(ROOT / "transform" / "profiles" / adapter),
-            "--target-path",
-            f"{work}/dbt-target-{adapter}",
-            "--output",
-            "json",
-            "--log-format",
-            "json",
-        ],
-        env={**os.environ, "DBT_LOG_PATH": f"{work}/dbt-logs", **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    select = "select {{ as_of_date() }} as as_of_date"
+    output = dbt(
+        adapter,
+        "show",
+        "--inline",
+        select,
+        "--output",
+        "json",
+        "--log-format",
+        "json",
+        env=env,
+        work=work,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    for line in proc.stdout.splitlines():
+    for line in output.splitlines():
         data = json.loads(line)["data"]
         if "preview" in data:
             return str(json.loads(data["preview"])[0]["as_of_date"])
-    raise AssertionError(proc.stdout[-3000:])
+    raise AssertionError(output[-3000:])
 
 
 def test_build_date_is_utc_on_postgres(postgres, tmp_path):
@@ -65,11 +48,11 @@ def test_build_date_is_utc_on_postgres(postgres, tmp_path):
         "DBT_POSTGRES_PASSWORD": postgres["password"],
         "DBT_POSTGRES_DATABASE": postgres["database"],
     }
-    assert show_as_of_date("postgres", env, str(tmp_path)) == today().isoformat(), zone
+    assert show_as_of_date("postgres", env, tmp_path) == today().isoformat(), zone
 
 
 def test_build_date_is_utc_on_duckdb(tmp_path):
     # NB: duckdb 1.1.3's current_date was seen to be UTC's whatever TimeZone says; the
     # macro does not rely on it.
     env = {"TZ": "Pacific/Kiritimati", "DBT_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}
-    assert show_as_of_date("duckdb", env, str(tmp_path)) == today().isoformat()
+    assert show_as_of_date("duckdb", env, tmp_path) == today().isoformat()
