@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 import pytest
-from e2e_helpers import ROOT, loader, meltano, pipe
+from e2e_helpers import ROOT, loader, meltano, meltano_env, pipe
 from helpers import API_KEY, tap_config
 from models_expected import aging_totals, debtor_medians, spells
 
@@ -252,13 +252,7 @@ def test_meltano_run_with_dbt_build(adapter, request, tmp_path):
     Only the loader's variables are set: dbt must find the tables through them.
     """
     with Sandbox(receivables=120, seed=31, api_key=API_KEY, profile="realistic") as sandbox:
-        env = {
-            **os.environ,
-            "MELTANO_ENVIRONMENT": "dev",
-            "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
-            "TAP_KAPWORK_API_URL": sandbox.url,
-            "TAP_KAPWORK_API_KEY": API_KEY,
-        }
+        env = meltano_env(sandbox, tmp_path)
         if adapter == "duckdb":
             database = tmp_path / "warehouse.duckdb"
             env["TARGET_DUCKDB_PATH"] = str(database)

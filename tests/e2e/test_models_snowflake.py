@@ -24,7 +24,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from e2e_helpers import ROOT, meltano, pipe
+from e2e_helpers import ROOT, meltano, meltano_env, pipe
 from helpers import API_KEY, tap_config
 from test_models import MODELS, load_build_check, today
 from test_snowflake import TARGET_CONFIG, emulated_target, query_loaded
@@ -226,19 +226,19 @@ def test_meltano_run_with_dbt_snowflake_build(tmp_path):
     (project / "meltano.yml").write_text(text)
 
     with Sandbox(receivables=120, seed=31, api_key=API_KEY, profile="realistic") as sandbox:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("TARGET_", "DBT_"))},
-            "MELTANO_ENVIRONMENT": "dev",
-            "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
-            "TAP_KAPWORK_API_URL": sandbox.url,
-            "TAP_KAPWORK_API_KEY": API_KEY,
-            "TARGET_SNOWFLAKE_ACCOUNT": TARGET_CONFIG["account"],
-            "TARGET_SNOWFLAKE_USER": TARGET_CONFIG["user"],
-            "TARGET_SNOWFLAKE_PASSWORD": TARGET_CONFIG["password"],
-            "TARGET_SNOWFLAKE_DATABASE": TARGET_CONFIG["database"],
-            "DBT_TARGET_PATH": str(tmp_path / "dbt-target"),
-            "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
-        }
+        # Only the loader's variables: none of the caller's TARGET_* or DBT_*.
+        unset = {k: None for k in os.environ if k.startswith(("TARGET_", "DBT_"))}
+        env = meltano_env(
+            sandbox,
+            tmp_path,
+            **unset,
+            TARGET_SNOWFLAKE_ACCOUNT=TARGET_CONFIG["account"],
+            TARGET_SNOWFLAKE_USER=TARGET_CONFIG["user"],
+            TARGET_SNOWFLAKE_PASSWORD=TARGET_CONFIG["password"],
+            TARGET_SNOWFLAKE_DATABASE=TARGET_CONFIG["database"],
+            DBT_TARGET_PATH=str(tmp_path / "dbt-target"),
+            DBT_LOG_PATH=str(tmp_path / "dbt-logs"),
+        )
         proc = meltano(
             "run", "tap-kapwork", "target-snowflake", "dbt-snowflake:build", env=env, cwd=project
         )

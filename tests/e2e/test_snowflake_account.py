@@ -17,7 +17,7 @@ import subprocess
 import uuid
 
 import pytest
-from e2e_helpers import ROOT, meltano
+from e2e_helpers import ROOT, meltano, meltano_env
 from helpers import API_KEY
 from models_expected import aging_totals, naive
 
@@ -85,16 +85,14 @@ def test_meltano_run_into_a_snowflake_account(tmp_path):
     start = dt.datetime.now(dt.timezone.utc) - WINDOW
     try:
         with Sandbox(receivables=300, seed=11, api_key=API_KEY, profile="realistic") as sandbox:
-            env = {
-                **os.environ,
-                "MELTANO_ENVIRONMENT": "prod",
-                "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
-                "TAP_KAPWORK_API_URL": sandbox.url,
-                "TAP_KAPWORK_API_KEY": API_KEY,
-                "TAP_KAPWORK_START_DATE": start.date().isoformat(),
-                "TARGET_SNOWFLAKE_DEFAULT_TARGET_SCHEMA": source,
-                "DBT_SNOWFLAKE_TARGET_SCHEMA": models,
-            }
+            env = meltano_env(
+                sandbox,
+                tmp_path,
+                "prod",
+                TAP_KAPWORK_START_DATE=start.date().isoformat(),
+                TARGET_SNOWFLAKE_DEFAULT_TARGET_SCHEMA=source,
+                DBT_SNOWFLAKE_TARGET_SCHEMA=models,
+            )
             proc = meltano("run", "tap-kapwork", "target-snowflake", "dbt-snowflake:build", env=env)
             truth = sandbox.truth()
         assert "ERROR=0" in proc.stdout + proc.stderr
