@@ -200,6 +200,9 @@ def test_meltano_run_with_dbt_snowflake_build(tmp_path):
     loader's variables are set, so dbt must find the tables through meltano.yml's aliases,
     the profile and the sources. The session's time zone is Snowflake's default.
     """
+    readme = (ROOT / "README.md").read_text()
+    for command in ("meltano run", "meltano --environment=prod run"):
+        assert f"{command} tap-kapwork target-snowflake dbt-snowflake:build" in readme
     _, _, db_dir = emulated_target(tmp_path)
     project = tmp_path / "project"
     project.mkdir()
