@@ -35,16 +35,19 @@ $(MELTANO_VENV)/.installed:
 	@for py in .meltano/*/*/venv/bin/python; do "$$py" -m compileall -q -j 0 "$${py%/bin/python}/lib" >/dev/null || true; done
 	@touch $@
 
-# tests/e2e/test_snowflake.py: the Snowflake emulator, next to the target-snowflake that
-# `meltano install` put in its own virtualenv (Meltano installs plugins with uv).
+# tests/e2e/test_snowflake.py and test_models_snowflake.py: the Snowflake emulator, next to
+# the target-snowflake and the dbt-snowflake that `meltano install` put in their own
+# virtualenvs (Meltano installs plugins with uv).
 FAKESNOW_VERSION := 0.12.1
 SNOWFLAKE_VENV := .meltano/loaders/target-snowflake/venv
-$(SNOWFLAKE_VENV)/.fakesnow-$(FAKESNOW_VERSION): .meltano/.installed
-	@$(MELTANO_VENV)/bin/uv pip install -q --python $(SNOWFLAKE_VENV)/bin/python "fakesnow==$(FAKESNOW_VERSION)"
+DBT_SNOWFLAKE_VENV := .meltano/utilities/dbt-snowflake/venv
+FAKESNOW := $(SNOWFLAKE_VENV)/.fakesnow-$(FAKESNOW_VERSION) $(DBT_SNOWFLAKE_VENV)/.fakesnow-$(FAKESNOW_VERSION)
+$(FAKESNOW): %/.fakesnow-$(FAKESNOW_VERSION): .meltano/.installed
+	@$(MELTANO_VENV)/bin/uv pip install -q --python $*/bin/python "fakesnow==$(FAKESNOW_VERSION)"
 	@touch $@
 
 install: $(VENV)/.installed
-meltano: $(VENV)/.installed .meltano/.installed $(SNOWFLAKE_VENV)/.fakesnow-$(FAKESNOW_VERSION)
+meltano: $(VENV)/.installed .meltano/.installed $(FAKESNOW)
 
 demo: meltano
 	@$(VENV)/bin/python scripts/demo.py

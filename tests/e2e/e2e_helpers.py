@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from helpers import run_tap
+
+from kapwork_sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ROOT / ".meltano" / "loaders"
@@ -30,6 +33,25 @@ def meltano(
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
+
+
+def meltano_env(
+    sandbox: Sandbox, tmp_path: Path, environment: str = "dev", **env: str | None
+) -> dict[str, str]:
+    """The environment of a `meltano run` from a sandbox: this process's, a system database
+    of its own, the sandbox's address and key, then `env`; a value None is left out."""
+    return {
+        k: v
+        for k, v in {
+            **os.environ,
+            "MELTANO_ENVIRONMENT": environment,
+            "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+            "TAP_KAPWORK_API_URL": sandbox.url,
+            "TAP_KAPWORK_API_KEY": sandbox.api_key,
+            **env,
+        }.items()
+        if v is not None
+    }
 
 
 def loader(name: str) -> str:

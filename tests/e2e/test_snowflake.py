@@ -58,7 +58,8 @@ def _text(value: t.Any) -> str | None:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
-def test_into_snowflake_emulator_full_then_incremental(e2e_sandbox, tmp_path):
+def emulated_target(tmp_path: Path) -> tuple[str, Path, Path]:
+    """target-snowflake into fakesnow: (the executable, its config, the databases' folder)."""
     _check_emulator()
     db_dir = tmp_path / "fakesnow"
     db_dir.mkdir()
@@ -67,19 +68,29 @@ def test_into_snowflake_emulator_full_then_incremental(e2e_sandbox, tmp_path):
     target.chmod(0o755)
     target_config = tmp_path / "target-snowflake.json"
     target_config.write_text(json.dumps(TARGET_CONFIG))
+    return str(target), target_config, db_dir
+
+
+def query_loaded(db_dir: Path, *statements: str) -> list[list[list[t.Any]]]:
+    """Rows of each statement, run on the emulated databases in `db_dir`."""
+    proc = subprocess.run(
+        [str(PYTHON), str(RUNNER), str(db_dir), "query", json.dumps(statements)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return t.cast(list, json.loads(proc.stdout.splitlines()[-1]))
+
+
+def test_into_snowflake_emulator_full_then_incremental(e2e_sandbox, tmp_path):
+    target, target_config, db_dir = emulated_target(tmp_path)
 
     def query(*statements: str) -> list[list[list[t.Any]]]:
-        proc = subprocess.run(
-            [str(PYTHON), str(RUNNER), str(db_dir), "query", json.dumps(statements)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return json.loads(proc.stdout.splitlines()[-1])
+        return query_loaded(db_dir, *statements)
 
-    state = pipe(tap_config(e2e_sandbox), str(target), target_config)
+    state = pipe(tap_config(e2e_sandbox), target, target_config)
     first = _read(query)
     _check(e2e_sandbox.truth(), first)
 
@@ -89,7 +100,7 @@ def test_into_snowflake_emulator_full_then_incremental(e2e_sandbox, tmp_path):
     e2e_sandbox.add_fields(
         "receivable", {"payment_reference": "string", "tags": "array"}, ids=changed
     )
-    pipe(tap_config(e2e_sandbox), str(target), target_config, state=state)
+    pipe(tap_config(e2e_sandbox), target, target_config, state=state)
     second = _read(query)
     truth = e2e_sandbox.truth()
     _check(truth, second)
