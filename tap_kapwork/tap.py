@@ -17,6 +17,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
+from tap_kapwork.catalog import complete_catalog
 from tap_kapwork.client import RateLimitGate, RetryStats, override
 from tap_kapwork.errors import KapworkError, ReportedFailureFilter, install_secret_redaction
 from tap_kapwork.inputs import (
@@ -35,6 +36,7 @@ if t.TYPE_CHECKING:
 
     import click
     from singer_sdk import Stream
+    from singer_sdk.singerlib import Catalog
 
 STRING_LIST = th.ArrayType(th.StringType)
 # A key is one token of visible ASCII: anything else is a copy-and-paste accident.
@@ -202,6 +204,18 @@ class TapKapwork(Tap):
         batches = batch_config(self.config)
         if batches is not None and isinstance(self.message_writer, BufferedMsgSpecWriter):
             self.message_writer.use_batches(batches, self.name)
+
+    @property
+    @override
+    def input_catalog(self) -> Catalog | None:
+        """The catalog passed in, with the properties an older catalog lacks added (see
+        catalog.complete_catalog)."""
+        catalog = super().input_catalog
+        if catalog is not None and not getattr(self, "_input_catalog_completed", False):
+            self._input_catalog_completed = True
+            schemas = {stream.name: stream.schema for stream in self.discover_streams()}
+            complete_catalog(catalog, schemas, self.logger)
+        return catalog
 
     @override
     def discover_streams(self) -> list[Stream]:

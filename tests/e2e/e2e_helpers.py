@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import filecmp
+import shutil
 import subprocess
+import typing as t
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import run_tap
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,6 +23,8 @@ def meltano(
     """Run the pinned Meltano in `cwd`; fails the test on a non-zero exit."""
     if not MELTANO.exists():
         pytest.fail(f"{MELTANO} is missing: run `make test`, which installs Meltano.")
+    if cwd == ROOT:
+        check_installed_tap()
     proc = subprocess.run(
         [str(MELTANO), *args],
         cwd=cwd,
@@ -30,6 +36,41 @@ def meltano(
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
+
+
+def check_installed_tap() -> None:
+    """Fail when the tap Meltano runs is not the source: meltano.yml installs it as a
+    package (`pip_url: .`), so a change to tap_kapwork/ needs `make meltano`."""
+    installed = sorted(ROOT.glob(".meltano/extractors/tap-kapwork/venv/lib/*/site-packages"))
+    if not installed:
+        pytest.fail("tap-kapwork is not installed into Meltano: run `make meltano`.")
+    sources = [p.name for p in (ROOT / "tap_kapwork").glob("*.py")]
+    _, changed, missing = filecmp.cmpfiles(
+        ROOT / "tap_kapwork", installed[0] / "tap_kapwork", sources, shallow=False
+    )
+    if changed or missing:
+        pytest.fail(
+            f"The tap Meltano runs is older than tap_kapwork/ ({', '.join(changed + missing)}):"
+            " run `make meltano`, which reinstalls it."
+        )
+
+
+def fresh_copy(destination: Path) -> Path:
+    """The project as a fresh clone has it: tracked files, plus new ones not yet ignored."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+    )
+    if listed.returncode != 0:
+        pytest.fail(f"this test copies the project with git: {listed.stderr.decode()}")
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination
 
 
 def loader(name: str) -> str:
@@ -54,3 +95,40 @@ def pipe(config: dict, target: str, target_config: Path, state: dict | None = No
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert run.state is not None
     return run.state
+
+
+def project_copy(destination: Path, *plugins: str, args_log: Path | None = None) -> Path:
+    """A fresh copy of the project (its own .meltano/run: state, catalog) that runs the
+    plugins `make meltano` installed, e.g. "extractors/tap-kapwork", "loaders/target-jsonl"
+    (their virtualenvs linked, never reinstalled: run Meltano with MELTANO_AUTO_INSTALL
+    false). With `args_log`, the tap runs through a wrapper that appends its arguments to
+    that file, one line per start."""
+    check_installed_tap()
+    project = fresh_copy(destination)
+    for plugin in plugins:
+        venv = ROOT / ".meltano" / plugin / "venv"
+        if not venv.exists():
+            pytest.fail(f"{venv} is missing: run `make meltano`.")
+        (project / ".meltano" / plugin).mkdir(parents=True)
+        (project / ".meltano" / plugin / "venv").symlink_to(venv)
+    if args_log is not None:
+        wrapper = destination.parent / f"{destination.name}-tap-kapwork"
+        tap = ROOT / ".meltano" / "extractors" / "tap-kapwork" / "venv" / "bin" / "tap-kapwork"
+        wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{args_log}"\nexec "{tap}" "$@"\n')
+        wrapper.chmod(0o755)
+        edit_project(project, lambda p: extractor(p, "tap-kapwork").update(executable=str(wrapper)))
+    return project
+
+
+def edit_project(project: Path, change: t.Callable[[dict], object]) -> None:
+    """Rewrite the copy's meltano.yml after `change` edits it (comments are lost)."""
+    path = project / "meltano.yml"
+    content = yaml.safe_load(path.read_text())
+    change(content)
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+
+
+def extractor(project: dict, name: str) -> dict:
+    """The extractor `name` in a loaded meltano.yml."""
+    (plugin,) = [p for p in project["plugins"]["extractors"] if p["name"] == name]
+    return plugin
