@@ -27,7 +27,12 @@ from tap_kapwork.inputs import (
     parse_state,
     read_config_files,
 )
-from tap_kapwork.output import BufferedMsgSpecWriter, batch_config, batch_config_errors
+from tap_kapwork.output import (
+    BatchFiles,
+    BufferedMsgSpecWriter,
+    batch_config,
+    batch_config_errors,
+)
 from tap_kapwork.streams import ReceivableHistoryStream, ReceivablesStream
 from tap_kapwork.timestamps import parse_timestamp
 
@@ -203,7 +208,8 @@ class TapKapwork(Tap):
             check_config(self.config)
         batches = batch_config(self.config)
         if batches is not None and isinstance(self.message_writer, BufferedMsgSpecWriter):
-            self.message_writer.use_batches(batches, self.name)
+            committed = getattr(self, "_committed_batch_files", None)
+            self.message_writer.use_batches(batches, self.name, committed, self.logger)
 
     @property
     @override
@@ -231,6 +237,8 @@ class TapKapwork(Tap):
             s.name: str(s.replication_key) for s in (ReceivablesStream, ReceivableHistoryStream)
         }
         check_state(state, keys, self.logger)
+        # Which run's BATCH files the loader has committed (see output.BatchFiles).
+        self._committed_batch_files = state.get(BatchFiles.STATE_KEY)
         super().load_state(state)
 
     @classmethod
