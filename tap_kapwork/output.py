@@ -91,16 +91,23 @@ class BatchFiles:
     (SCHEMA, STATE): a STATE never reaches the target before the files it covers.
 
     Files go to <root>/<prefix><tap>-<lineage>/<run>/<stream>-<n>.json.gz. Every STATE
-    carries {"lineage": …, "run": …} under "batch_files"; a state handed on from run to
-    run (Meltano's state ID) keeps its lineage, so two jobs with their own states never
-    share a folder. Meltano 4.4.1 tells a plugin neither its state ID nor its job name,
-    so the lineage travels in the state itself.
+    carries {"lineage": …, "run": …} under "batch_files", and a run given a state keeps
+    its lineage. Meltano 4.4.1 tells a plugin neither its state ID nor its job name, so
+    the lineage travels in the state; a run without one (the first, or after a run killed
+    before its STATE came back) takes `first_lineage`, which the tap derives from the
+    Meltano project, environment and extractor and the settings (see
+    tap.batch_lineage): two jobs that may run at once differ in one of those.
     """
 
     STATE_KEY = "batch_files"
 
     def __init__(
-        self, config: BatchConfig, tap_name: str, committed: t.Any, logger: logging.Logger
+        self,
+        config: BatchConfig,
+        tap_name: str,
+        committed: t.Any,
+        first_lineage: str,
+        logger: logging.Logger,
     ) -> None:
         self.config = config
         self.logger = logger
@@ -119,7 +126,7 @@ class BatchFiles:
                 config.storage.root,
             )
             lineage = run = None
-        self.lineage: str = lineage or uuid.uuid4().hex[:12]
+        self.lineage: str = lineage or first_lineage
         self._committed_run: str | None = run
         now = dt.datetime.now(dt.timezone.utc)
         self.run = f"{now:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:6]}"
@@ -209,12 +216,9 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         self._extracted_tick = -1.0
         self.batches: BatchFiles | None = None
 
-    def use_batches(
-        self, config: BatchConfig, tap_name: str, committed: t.Any, logger: logging.Logger
-    ) -> None:
-        """From now on, records go to BATCH files instead of RECORD messages; `committed`
-        is the state's BatchFiles.STATE_KEY (None without one)."""
-        self.batches = BatchFiles(config, tap_name, committed, logger)
+    def use_batches(self, batches: BatchFiles) -> None:
+        """From now on, records go to BATCH files instead of RECORD messages."""
+        self.batches = batches
 
     @override
     def write_message(self, message: Message) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import ipaddress
 import json
+import os
 import re
 import sys
 import typing as t
@@ -209,7 +211,10 @@ class TapKapwork(Tap):
         batches = batch_config(self.config)
         if batches is not None and isinstance(self.message_writer, BufferedMsgSpecWriter):
             committed = getattr(self, "_committed_batch_files", None)
-            self.message_writer.use_batches(batches, self.name, committed, self.logger)
+            lineage = batch_lineage(self.name, self.config, os.environ)
+            self.message_writer.use_batches(
+                BatchFiles(batches, self.name, committed, lineage, self.logger)
+            )
 
     @property
     @override
@@ -377,6 +382,27 @@ def check_config(config: t.Mapping[str, t.Any]) -> None:
     errors += batch_config_errors(config)
     if errors:
         raise ConfigValidationError("Config validation failed", errors=errors)
+
+
+def batch_lineage(
+    tap_name: str, config: t.Mapping[str, t.Any], environ: t.Mapping[str, str]
+) -> str:
+    """The BATCH files' lineage of a run given no state of an earlier BATCH run: the same
+    for every such run of one pipeline, so a run killed before its STATE came back leaves
+    its files where the next run of that pipeline removes them; different for pipelines
+    that may run at once (Meltano 4.4.1 cannot run one extractor of one project twice at
+    once: both would share .meltano/run/<extractor>/)."""
+    identity = {
+        "tap": tap_name,
+        # Set by Meltano for every plugin it runs.
+        "meltano": [
+            environ.get(name, "")
+            for name in ("MELTANO_PROJECT_ROOT", "MELTANO_ENVIRONMENT", "MELTANO_EXTRACTOR_NAME")
+        ],
+        "config": {k: v for k, v in config.items() if k not in ("api_key", "batch_config")},
+    }
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _is_loopback(host: str) -> bool:

@@ -146,16 +146,20 @@ def test_each_run_removes_the_batch_files_the_loader_has_committed(sandbox, tmp_
     folder stays one run longer; a run whose STATE never came back (killed) goes once a
     later STATE has."""
     config = tap_config(sandbox, batch_config=_batch_config(tmp_path))
+    killed_first = run_tap(config)  # its STATE never came back: the next run has none
     first = run_tap(config)
     assert first.state is not None
+    assert killed_first.state is not None
     marker = first.state["batch_files"]
+    assert killed_first.state["batch_files"]["lineage"] == marker["lineage"]
     ((lineage, runs),) = _run_folders(tmp_path).items()
-    assert runs == [marker["run"]]
+    assert runs == sorted([killed_first.state["batch_files"]["run"], marker["run"]])
     assert lineage.endswith(marker["lineage"])
 
     second = run_tap(config, state=first.state)
     assert second.state is not None
     assert second.state["batch_files"]["lineage"] == marker["lineage"]
+    # The killed first run was older than the run whose STATE came back: removed.
     assert _run_folders(tmp_path)[lineage] == [marker["run"], second.state["batch_files"]["run"]]
 
     # A run killed before its STATE reached Meltano: the next run gets the second's.
@@ -169,16 +173,22 @@ def test_each_run_removes_the_batch_files_the_loader_has_committed(sandbox, tmp_
         assert len(_run_folders(tmp_path)[lineage]) <= 3
     runs = _run_folders(tmp_path)[lineage]
     assert killed.state["batch_files"]["run"] not in runs
+    assert killed_first.state["batch_files"]["run"] not in runs
     assert len(runs) == 2  # the run that wrote the STATE, and the last one
     assert runs[-1] == state["batch_files"]["run"]
     assert "Removed the BATCH files of" in run.stderr
 
 
-def test_two_states_never_remove_each_others_batch_files(sandbox, tmp_path):
-    config = tap_config(sandbox, batch_config=_batch_config(tmp_path))
-    states = [run_tap(config).state, run_tap(config).state]
+def test_two_pipelines_never_remove_each_others_batch_files(sandbox, tmp_path):
+    """Two partitions (their own vendors) with one storage root, run after run."""
+    vendors = sorted({r["vendor"]["id"] for r in sandbox.truth()})
+    configs = [
+        tap_config(sandbox, vendor_ids=part, batch_config=_batch_config(tmp_path))
+        for part in (vendors[::2], vendors[1::2])
+    ]
+    states = [run_tap(config).state for config in configs]
     for _ in range(3):
-        states = [run_tap(config, state=state).state for state in states]
+        states = [run_tap(c, state=state).state for c, state in zip(configs, states, strict=True)]
     lineages = _run_folders(tmp_path)
     assert len(lineages) == 2
     for state in states:
@@ -197,6 +207,6 @@ def test_a_batch_marker_the_tap_did_not_write_removes_nothing(sandbox, tmp_path)
     forged = {**first.state, "batch_files": {"lineage": "../..", "run": "x"}}
     run = run_tap(config, state=forged)
     assert 'The state\'s "batch_files" is not one this tap wrote' in run.stderr
-    folders = _run_folders(tmp_path)
-    assert len(folders) == 2  # a new lineage; the first run's folder untouched
-    assert sum(len(runs) for runs in folders.values()) == 2
+    ((_, runs),) = _run_folders(tmp_path).items()
+    assert runs[0] == first.state["batch_files"]["run"]  # nothing removed
+    assert len(runs) == 2

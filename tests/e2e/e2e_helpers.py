@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import filecmp
+import os
 import shutil
 import subprocess
 import typing as t
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 from helpers import run_tap
+from psycopg.rows import dict_row
+
+from kapwork_sandbox.testing import expected_history_rows
+from tap_kapwork.timestamps import parse_timestamp
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ROOT / ".meltano" / "loaders"
@@ -132,3 +139,78 @@ def extractor(project: dict, name: str) -> dict:
     """The extractor `name` in a loaded meltano.yml."""
     (plugin,) = [p for p in project["plugins"]["extractors"] if p["name"] == name]
     return plugin
+
+
+# --- PostgreSQL: what a load wrote, against the sandbox's truth ---------------------------
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without Meltano's, the tap's or a loader's settings."""
+    prefixes = ("MELTANO_", "TAP_KAPWORK_", "TARGET_", "VIRTUAL_ENV")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
+def target_postgres_env(postgres: dict, schema: str) -> dict[str, str]:
+    """target-postgres' settings for the `postgres` fixture's server, into `schema`."""
+    return {
+        "TARGET_POSTGRES_HOST": str(postgres["host"]),
+        "TARGET_POSTGRES_PORT": str(postgres["port"]),
+        "TARGET_POSTGRES_USER": str(postgres["user"]),
+        # trust auth ignores it, but the loader insists on one
+        "TARGET_POSTGRES_PASSWORD": str(postgres["password"] or "unused"),
+        "TARGET_POSTGRES_DATABASE": str(postgres["database"]),
+        "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema,
+    }
+
+
+def conninfo(postgres: dict) -> str:
+    params = {**postgres, "dbname": postgres["database"]}
+    return " ".join(f"{k}={v}" for k, v in params.items() if k != "database" and v != "")
+
+
+def _rows(dsn: str, schema: str, table: str, order: str) -> list[dict]:
+    """Every row, every column but the loader's own _sdc_ metadata."""
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
+        rows = conn.execute(f"select * from {schema}.{table} order by {order}").fetchall()
+    return [{k: v for k, v in row.items() if not k.startswith("_sdc_")} for row in rows]
+
+
+def load_postgres(dsn: str, schema: str) -> dict[str, list[dict]]:
+    return {
+        "receivables": _rows(dsn, schema, "receivables", "id"),
+        "receivable_history": _rows(
+            dsn, schema, "receivable_history", "receivable_id, changed_at, field"
+        ),
+    }
+
+
+def _plain(value: t.Any) -> t.Any:
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def assert_equals_truth(loaded: dict[str, list[dict]], truth: list[dict]) -> None:
+    receivables = {row["id"]: row for row in loaded["receivables"]}
+    assert len(receivables) == len(loaded["receivables"]) == len(truth)
+    timestamps = ("detected_at", "updated_at", "estimated_next_update_at")
+    for rec in truth:
+        row = receivables[rec["id"]]
+        for field, value in rec.items():
+            if field == "history":
+                continue
+            if field in timestamps and value is not None:
+                value = parse_timestamp(value).replace(tzinfo=None)
+            assert _plain(row[field]) == value, (rec["id"], field)
+    history = {
+        (r["receivable_id"], _plain(r["changed_at"]), r["field"])
+        for r in loaded["receivable_history"]
+    }
+    expected = {
+        (rid, parse_timestamp(changed_at).replace(tzinfo=None), field)
+        for rid, changed_at, field, _, _ in expected_history_rows(truth)
+    }
+    assert len(loaded["receivable_history"]) == len(expected)
+    assert history == expected
