@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import filecmp
 import os
-import shutil
 import subprocess
 import typing as t
 from pathlib import Path
@@ -16,7 +15,7 @@ import yaml
 from helpers import run_tap
 from psycopg.rows import dict_row
 
-from kapwork_sandbox.testing import expected_history_rows
+from kapwork_sandbox.testing import expected_history_rows, meltano_project
 from tap_kapwork.timestamps import parse_timestamp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,22 +61,13 @@ def check_installed_tap() -> None:
         )
 
 
-def fresh_copy(destination: Path) -> Path:
-    """The project as a fresh clone has it: tracked files, plus new ones not yet ignored."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        check=False,
-    )
-    if listed.returncode != 0:
-        pytest.fail(f"this test copies the project with git: {listed.stderr.decode()}")
-    for name in filter(None, listed.stdout.decode().split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / name)
-    return destination
+def fresh_copy(destination: Path, *plugins: str) -> Path:
+    """kapwork_sandbox.testing.meltano_project: the project as a fresh clone has it, the
+    `plugins` linked to the ones `make meltano` installed."""
+    try:
+        return meltano_project(ROOT, destination, plugins)
+    except RuntimeError as error:
+        pytest.fail(str(error))
 
 
 def loader(name: str) -> str:
@@ -111,13 +101,7 @@ def project_copy(destination: Path, *plugins: str, args_log: Path | None = None)
     false). With `args_log`, the tap runs through a wrapper that appends its arguments to
     that file, one line per start."""
     check_installed_tap()
-    project = fresh_copy(destination)
-    for plugin in plugins:
-        venv = ROOT / ".meltano" / plugin / "venv"
-        if not venv.exists():
-            pytest.fail(f"{venv} is missing: run `make meltano`.")
-        (project / ".meltano" / plugin).mkdir(parents=True)
-        (project / ".meltano" / plugin / "venv").symlink_to(venv)
+    project = fresh_copy(destination, *plugins)
     if args_log is not None:
         wrapper = destination.parent / f"{destination.name}-tap-kapwork"
         tap = ROOT / ".meltano" / "extractors" / "tap-kapwork" / "venv" / "bin" / "tap-kapwork"
