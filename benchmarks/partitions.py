@@ -80,6 +80,7 @@ class Partitions:
             "MELTANO_ENVIRONMENT": "dev",
             "MELTANO_AUTO_INSTALL": "false",
             "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "MELTANO_CLI_DISABLE_VERSION_CHECK": "true",  # a project copy is new to it
             "TAP_KAPWORK_API_URL": sandbox.url,
             "TAP_KAPWORK_API_KEY": API_KEY,
             "TARGET_POSTGRES_HOST": "127.0.0.1",

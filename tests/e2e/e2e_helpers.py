@@ -129,9 +129,12 @@ def extractor(project: dict, name: str) -> dict:
 
 
 def clean_environment() -> dict[str, str]:
-    """This process's environment without Meltano's, the tap's or a loader's settings."""
+    """This process's environment without Meltano's, the tap's or a loader's settings,
+    and without Meltano's daily look-up of its latest version on pypi.org (a project
+    copy is a new project to it): tests talk to 127.0.0.1 only."""
     prefixes = ("MELTANO_", "TAP_KAPWORK_", "TARGET_", "VIRTUAL_ENV")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    return {**env, "MELTANO_CLI_DISABLE_VERSION_CHECK": "true"}
 
 
 def target_postgres_env(postgres: dict, schema: str) -> dict[str, str]:

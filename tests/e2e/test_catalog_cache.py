@@ -8,10 +8,9 @@ a wrapper that logs its arguments, so each `--discover` is seen.
 from __future__ import annotations
 
 import json
-import os
 import typing as t
 
-from e2e_helpers import edit_project, extractor, meltano, project_copy
+from e2e_helpers import clean_environment, edit_project, extractor, meltano, project_copy
 from helpers import API_KEY
 
 if t.TYPE_CHECKING:
@@ -45,7 +44,7 @@ def test_second_run_uses_the_cached_catalog_with_rules_applied(
         {"receivables": {"po_number": {"selected": False}}},
     )
     env = {
-        **os.environ,
+        **clean_environment(),
         "MELTANO_ENVIRONMENT": "dev",
         "MELTANO_AUTO_INSTALL": "false",
         "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
