@@ -111,6 +111,20 @@ class Partitions:
             )
         path.write_text(yaml.safe_dump(content, sort_keys=False))
 
+    def prepare(self) -> None:
+        """What must exist before the jobs start at once (README "Scaling out"): the
+        system database (two `meltano run` creating it fail: "table job already
+        exists") and the schema and tables (two target-postgres creating one schema
+        fail: DuplicateSchema). A run that reads nothing (start_date in 2100) makes them."""
+        env = {**self.env, "TAP_KAPWORK_START_DATE": "2100-01-01T00:00:00Z"}
+        subprocess.run(
+            [str(MELTANO), "run", "tap-kapwork-batch", "target-postgres"],
+            cwd=self.project,
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+
     def start(self, job: str, *extra: str) -> subprocess.Popen:
         with (self.logs / f"{job}.log").open("a") as log:
             return subprocess.Popen(
@@ -243,9 +257,7 @@ def main() -> None:
                 jobs.env["MELTANO_DATABASE_URI"] = f"sqlite:///{project / 'meltano.db'}"
                 truth_rows = control(sandbox, "/_sandbox/truth")["data"]
                 jobs.declare(deal(truth_rows, n))
-                # The system database is created by the first command that needs it: two
-                # `meltano run` creating it at once fail ("table job already exists").
-                jobs.state("list")
+                jobs.prepare()
                 print(f"N = {n}:")
                 steps = []
                 wall = jobs.run_all()

@@ -18,6 +18,9 @@ from psycopg.rows import dict_row
 from kapwork_sandbox.testing import expected_history_rows, meltano_project
 from tap_kapwork.timestamps import parse_timestamp
 
+if t.TYPE_CHECKING:
+    from kapwork_sandbox import Sandbox
+
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ROOT / ".meltano" / "loaders"
 MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
@@ -109,6 +112,27 @@ def project_copy(destination: Path, *plugins: str, args_log: Path | None = None)
         wrapper.chmod(0o755)
         edit_project(project, lambda p: extractor(p, "tap-kapwork").update(executable=str(wrapper)))
     return project
+
+
+def postgres_project(
+    tmp_path: Path, sandbox: Sandbox, postgres: dict, schema: str
+) -> tuple[Path, dict[str, str]]:
+    """A copy of the project (its own .meltano/run and .meltano/batches) with the tap and
+    target-postgres, and the environment that points it at the sandbox and at `schema`
+    of the `postgres` fixture's server."""
+    project = project_copy(
+        tmp_path / "project", "extractors/tap-kapwork", "loaders/target-postgres"
+    )
+    env = {
+        **clean_environment(),
+        "MELTANO_ENVIRONMENT": "dev",
+        "MELTANO_AUTO_INSTALL": "false",
+        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+        "TAP_KAPWORK_API_URL": sandbox.url,
+        "TAP_KAPWORK_API_KEY": sandbox.api_key,
+        **target_postgres_env(postgres, schema),
+    }
+    return project, env
 
 
 def edit_project(project: Path, change: t.Callable[[dict], object]) -> None:

@@ -22,14 +22,12 @@ from e2e_helpers import (
     MELTANO,
     ROOT,
     assert_equals_truth,
-    clean_environment,
     conninfo,
     load_postgres,
     loader,
     meltano,
     pipe,
-    project_copy,
-    target_postgres_env,
+    postgres_project,
 )
 from helpers import tap_config
 
@@ -100,26 +98,6 @@ def test_batch_and_record_loads_are_identical(
 BATCH_RUN = "meltano run tap-kapwork-batch target-postgres"
 
 
-def _batch_project(
-    tmp_path: Path, sandbox: Sandbox, postgres: dict, schema: str
-) -> tuple[Path, dict[str, str]]:
-    """A copy of the project (its own .meltano/run and .meltano/batches) and the
-    environment that points it at the sandbox and the throwaway PostgreSQL."""
-    project = project_copy(
-        tmp_path / "project", "extractors/tap-kapwork", "loaders/target-postgres"
-    )
-    env = {
-        **clean_environment(),
-        "MELTANO_ENVIRONMENT": "dev",
-        "MELTANO_AUTO_INSTALL": "false",
-        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
-        "TAP_KAPWORK_API_URL": sandbox.url,
-        "TAP_KAPWORK_API_KEY": sandbox.api_key,
-        **target_postgres_env(postgres, schema),
-    }
-    return project, env
-
-
 def _run_folders(project: Path) -> list[str]:
     """The run folders under the one lineage of .meltano/batches."""
     root = project / ".meltano" / "batches"
@@ -141,7 +119,7 @@ def test_tap_kapwork_batch_is_batch_and_tap_kapwork_is_not():
 def test_ten_batch_runs_load_the_truth_and_leave_two_runs_of_files(
     e2e_sandbox: Sandbox, postgres: dict, tmp_path: Path
 ) -> None:
-    project, env = _batch_project(tmp_path, e2e_sandbox, postgres, "batch_ten_runs")
+    project, env = postgres_project(tmp_path, e2e_sandbox, postgres, "batch_ten_runs")
     for run in range(10):
         if run:
             e2e_sandbox.mutate(20)
@@ -190,7 +168,7 @@ def _kill_mid_run(project: Path, env: dict[str, str]) -> str:
 def test_kill_9_mid_run_then_resume_loses_nothing_and_duplicates_nothing(
     e2e_sandbox: Sandbox, postgres: dict, tmp_path: Path
 ) -> None:
-    project, env = _batch_project(tmp_path, e2e_sandbox, postgres, "batch_killed")
+    project, env = postgres_project(tmp_path, e2e_sandbox, postgres, "batch_killed")
     root = (project / ".meltano" / "batches").as_uri()
     # Slow pages and small files: the run is still going when the files appear.
     e2e_sandbox.set_faults(latency_ms=150)

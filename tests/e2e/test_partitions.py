@@ -19,13 +19,11 @@ from e2e_helpers import (
     MELTANO,
     ROOT,
     assert_equals_truth,
-    clean_environment,
     conninfo,
     edit_project,
     load_postgres,
     meltano,
-    project_copy,
-    target_postgres_env,
+    postgres_project,
 )
 
 if t.TYPE_CHECKING:
@@ -90,25 +88,16 @@ def test_two_partitions_at_once_equal_the_truth_and_survive_a_kill(
     (sql,) = _blocks(section, "sql")
     (snippet,) = _blocks(section, "yaml")
     (script,) = _blocks(section, "bash")
-    project = project_copy(
-        tmp_path / "project", "extractors/tap-kapwork", "loaders/target-postgres"
-    )
-    env = {
-        **clean_environment(),
-        "MELTANO_ENVIRONMENT": "dev",
-        "MELTANO_AUTO_INSTALL": "false",
-        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
-        "TAP_KAPWORK_API_URL": e2e_sandbox.url,
-        "TAP_KAPWORK_API_KEY": e2e_sandbox.api_key,
-        **target_postgres_env(postgres, SCHEMA),
-    }
+    project, env = postgres_project(tmp_path, e2e_sandbox, postgres, SCHEMA)
     dsn = conninfo(postgres)
 
     # A first load by one job, and the README's SQL on it.
     meltano("run", "tap-kapwork-batch", "target-postgres", env=env, cwd=project)
     with psycopg.connect(dsn) as conn:
         parts = conn.execute(sql.replace("kapwork.receivables", f"{SCHEMA}.receivables")).fetchall()
-        conn.execute(f"drop schema {SCHEMA} cascade")  # the partitions load from scratch
+        # The partitions load from scratch, into the tables the first load created
+        # (target-postgres 0.8.1 creating one schema from two jobs at once fails).
+        conn.execute(f"truncate {SCHEMA}.receivables, {SCHEMA}.receivable_history")
     truth = e2e_sandbox.truth()
     assert [part for part, _, _ in parts] == [0, 1]
     groups = [vendors for _, vendors, _ in parts]
