@@ -35,6 +35,17 @@ $(MELTANO_VENV)/.installed:
 	@for py in .meltano/*/*/venv/bin/python; do "$$py" -m compileall -q -j 0 "$${py%/bin/python}/lib" >/dev/null || true; done
 	@touch $@
 
+# meltano.yml installs the tap as a package (`pip_url: .`, so Meltano caches its catalog):
+# reinstalled here when its source changes, and the cached catalog dropped so the next
+# `meltano run` discovers the new streams' schemas once.
+TAP_SOURCES := pyproject.toml $(wildcard tap_kapwork/*.py)
+.meltano/.tap-installed: .meltano/.installed $(TAP_SOURCES)
+	@echo "==> Reinstalling tap-kapwork into Meltano (tap_kapwork/ changed)"
+	@$(MELTANO) install extractor tap-kapwork
+	@.meltano/extractors/tap-kapwork/venv/bin/python -m compileall -q -j 0 .meltano/extractors/tap-kapwork/venv/lib >/dev/null || true
+	@rm -f .meltano/run/tap-kapwork*/tap.properties.cache_key
+	@touch $@
+
 # tests/e2e/test_snowflake.py and test_models_snowflake.py: the Snowflake emulator, next to
 # the target-snowflake and the dbt-snowflake that `meltano install` put in their own
 # virtualenvs (Meltano installs plugins with uv).
@@ -47,7 +58,7 @@ $(FAKESNOW): %/.fakesnow-$(FAKESNOW_VERSION): .meltano/.installed
 	@touch $@
 
 install: $(VENV)/.installed
-meltano: $(VENV)/.installed .meltano/.installed $(FAKESNOW)
+meltano: $(VENV)/.installed .meltano/.installed .meltano/.tap-installed $(FAKESNOW)
 
 demo: meltano
 	@$(VENV)/bin/python scripts/demo.py

@@ -8,6 +8,8 @@
   stream must hold for a sandbox truth (`Sandbox.truth()`), computed apart from the tap.
 - `as_emitted` / `expected_history_extras`: where the fields the docs do not list
   (`Sandbox.add_fields`) must arrive: the catch-all columns.
+- `meltano_project`: a copy of the Meltano project with its own `.meltano/run`, running
+  the plugins `make meltano` installed.
 
 No pytest here: benchmarks and scripts import it too, and it ships with the sandbox.
 """
@@ -68,6 +70,38 @@ class SandboxProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# --- a Meltano project of its own ---------------------------------------------------------
+
+
+def meltano_project(repository: Path, destination: Path, plugins: t.Sequence[str] = ()) -> Path:
+    """`destination`: the project in `repository` as a fresh clone has it (the files git
+    tracks, plus new ones not ignored), so its `.meltano/run` (state file, cached catalog)
+    and `.meltano/batches` are its own. Each of `plugins` ("extractors/tap-kapwork",
+    "loaders/target-postgres", ...) runs from the virtualenv `make meltano` installed in
+    `repository`, linked: run Meltano with MELTANO_AUTO_INSTALL=false. RuntimeError when
+    git or a plugin is missing."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=repository,
+        capture_output=True,
+        check=False,
+    )
+    if listed.returncode != 0:
+        raise RuntimeError(f"the project is copied with git: {listed.stderr.decode()}")
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        source = repository / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    for plugin in plugins:
+        venv = repository / ".meltano" / plugin / "venv"
+        if not venv.exists():
+            raise RuntimeError(f"{venv} is missing: run `make meltano`.")
+        (destination / ".meltano" / plugin).mkdir(parents=True)
+        (destination / ".meltano" / plugin / "venv").symlink_to(venv)
+    return destination
 
 
 # --- a throwaway PostgreSQL -------------------------------------------------------------

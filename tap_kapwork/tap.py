@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import ipaddress
 import json
+import os
 import re
 import sys
 import typing as t
@@ -17,6 +19,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
+from tap_kapwork.catalog import complete_catalog
 from tap_kapwork.client import RateLimitGate, RetryStats, override
 from tap_kapwork.errors import (
     KapworkError,
@@ -32,6 +35,7 @@ from tap_kapwork.inputs import (
     read_config_files,
 )
 from tap_kapwork.output import (
+    BatchFiles,
     BufferedMsgSpecWriter,
     batch_config,
     batch_config_errors,
@@ -39,13 +43,13 @@ from tap_kapwork.output import (
 )
 from tap_kapwork.streams import ReceivableHistoryStream, ReceivablesStream
 from tap_kapwork.timestamps import parse_timestamp
-from tap_kapwork.undeclared import add_catch_alls
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
 
     import click
     from singer_sdk import Stream
+    from singer_sdk.singerlib import Catalog
 
 STRING_LIST = th.ArrayType(th.StringType)
 # A key is one token of visible ASCII: anything else is a copy-and-paste accident.
@@ -212,7 +216,23 @@ class TapKapwork(Tap):
             check_config(self.config)
         batches = batch_config(self.config)
         if batches is not None and isinstance(self.message_writer, BufferedMsgSpecWriter):
-            self.message_writer.use_batches(batches, self.name)
+            committed = getattr(self, "_committed_batch_files", None)
+            lineage = batch_lineage(self.name, self.config, os.environ)
+            self.message_writer.use_batches(
+                BatchFiles(batches, self.name, committed, lineage, self.logger)
+            )
+
+    @property
+    @override
+    def input_catalog(self) -> Catalog | None:
+        """The catalog passed in, with the properties an older catalog lacks added (see
+        catalog.complete_catalog)."""
+        catalog = super().input_catalog
+        if catalog is not None and not getattr(self, "_input_catalog_completed", False):
+            self._input_catalog_completed = True
+            schemas = {stream.name: stream.schema for stream in self.discover_streams()}
+            complete_catalog(catalog, schemas, self.logger)
+        return catalog
 
     @override
     def discover_streams(self) -> list[Stream]:
@@ -222,28 +242,14 @@ class TapKapwork(Tap):
         return streams
 
     @override
-    def setup_mapper(self) -> None:
-        """A catalog written by an older tap-kapwork lacks the catch-all columns of fields
-        the API adds (undeclared.py): they are added, selected, before the mapper and the
-        streams read the catalog's schemas (Stream.apply_catalog would be too late: the
-        SCHEMA messages come from the mapper, set up first)."""
-        if self.input_catalog is not None:
-            schemas = {s.name: s.schema for s in (ReceivablesStream, ReceivableHistoryStream)}
-            for column in add_catch_alls(self.input_catalog, schemas):
-                self.logger.info(
-                    "The catalog has no %s (written by an older tap-kapwork): it was added "
-                    "and selected, so fields the API adds are kept.",
-                    column,
-                )
-        super().setup_mapper()
-
-    @override
     def load_state(self, state: dict[str, t.Any]) -> None:
         """Check the bookmarks first: one the tap cannot use ends the run in one line."""
         keys = {
             s.name: str(s.replication_key) for s in (ReceivablesStream, ReceivableHistoryStream)
         }
         check_state(state, keys, self.logger)
+        # Which run's BATCH files the loader has committed (see output.BatchFiles).
+        self._committed_batch_files = state.get(BatchFiles.STATE_KEY)
         super().load_state(state)
 
     @classmethod
@@ -385,6 +391,27 @@ def check_config(config: t.Mapping[str, t.Any]) -> None:
     errors += batch_config_errors(config)
     if errors:
         raise ConfigValidationError("Config validation failed", errors=errors)
+
+
+def batch_lineage(
+    tap_name: str, config: t.Mapping[str, t.Any], environ: t.Mapping[str, str]
+) -> str:
+    """The BATCH files' lineage of a run given no state of an earlier BATCH run: the same
+    for every such run of one pipeline, so a run killed before its STATE came back leaves
+    its files where the next run of that pipeline removes them; different for pipelines
+    that may run at once (Meltano 4.4.1 cannot run one extractor of one project twice at
+    once: both would share .meltano/run/<extractor>/)."""
+    identity = {
+        "tap": tap_name,
+        # Set by Meltano for every plugin it runs.
+        "meltano": [
+            environ.get(name, "")
+            for name in ("MELTANO_PROJECT_ROOT", "MELTANO_ENVIRONMENT", "MELTANO_EXTRACTOR_NAME")
+        ],
+        "config": {k: v for k, v in config.items() if k not in ("api_key", "batch_config")},
+    }
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _is_loopback(host: str) -> bool:

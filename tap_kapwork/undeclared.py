@@ -18,22 +18,15 @@ from __future__ import annotations
 
 import typing as t
 
-from singer_sdk.singerlib import Metadata, Schema
-
 if t.TYPE_CHECKING:
     import logging
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable
 
-    from singer_sdk.singerlib import Catalog
 
 # The catch-all columns, by stream.
 RECEIVABLE_EXTRAS = "extra_fields"
 ENTRY_EXTRAS = "entry_extra_fields"
 CHANGE_EXTRAS = "change_extra_fields"
-CATCH_ALLS = {
-    "receivables": (RECEIVABLE_EXTRAS,),
-    "receivable_history": (ENTRY_EXTRAS, CHANGE_EXTRAS),
-}
 # The documented keys of a history entry and of one change.
 ENTRY_KEYS = frozenset({"changed_at", "changes"})
 CHANGE_KEYS = frozenset({"from", "to"})
@@ -117,23 +110,3 @@ def history_catch_alls(
             logger=logger,
         ),
     )
-
-
-def add_catch_alls(catalog: Catalog, schemas: Mapping[str, dict]) -> list[str]:
-    """Add each stream's catch-all columns, selected, where an input catalog lacks them
-    (one written by an older tap-kapwork), so the values the API adds are still kept.
-    `schemas` are the streams' own; returns the columns added, as stream.column."""
-    added = []
-    for entry in catalog.streams:
-        properties = entry.schema.properties
-        schema = schemas.get(entry.tap_stream_id)
-        if properties is None or schema is None:
-            continue
-        for name in CATCH_ALLS.get(entry.tap_stream_id, ()):
-            if name not in properties:
-                properties[name] = Schema.from_dict(schema["properties"][name])
-                entry.metadata[("properties", name)] = Metadata(
-                    inclusion=Metadata.InclusionType.AVAILABLE, selected=True
-                )
-                added.append(f"{entry.tap_stream_id}.{name}")
-    return added
