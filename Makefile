@@ -10,7 +10,7 @@ DLT_VENV := .venv-dlt
 # to run the tap).
 DLT_VERSION ?= 1.31.0
 
-.PHONY: demo test unit check install meltano chromium lint bench bench-pipeline dlt readme hub clean
+.PHONY: demo test targets-table unit check install meltano chromium lint bench bench-pipeline dlt readme hub clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> [1/3] Creating $(VENV) and installing tap-kapwork with its test tools"
@@ -62,9 +62,12 @@ chromium:
 	    exit 1; \
 	  fi; }
 
+# On both cores (pytest-xdist): tests that must share a worker carry an xdist_group mark.
+# TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
 test: meltano chromium
-	@echo "==> Running the test suite"
-	@$(VENV)/bin/python -m pytest
+	@echo "==> Running the test suite ($(TEST_WORKERS) workers)"
+	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # Fast tests: no Meltano, no PostgreSQL, no sandbox (markers set in tests/markers.py).
 unit: install

@@ -252,6 +252,10 @@ def test_meltano_run_with_dbt_build(adapter, request, tmp_path):
             "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
             "TAP_KAPWORK_API_URL": sandbox.url,
             "TAP_KAPWORK_API_KEY": API_KEY,
+            # dbt's target/ and logs/ of its own: not transform/target, which the other
+            # adapter's run (another pytest-xdist worker) writes at the same time.
+            "DBT_TARGET_PATH": str(tmp_path / "dbt-target"),
+            "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
         }
         if adapter == "duckdb":
             database = tmp_path / "warehouse.duckdb"
