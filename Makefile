@@ -69,6 +69,15 @@ test: meltano chromium
 	@echo "==> Running the test suite ($(TEST_WORKERS) workers)"
 	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
+# README "Targets we test": measure each loader again (tests/e2e/test_targets.py writes its
+# findings instead of comparing them), then rewrite docs/targets.json and the README table.
+targets-table: meltano
+	@dir=$$(mktemp -d) && \
+	  KAPWORK_TARGETS_OUT=$$dir $(VENV)/bin/python -m pytest tests/e2e/test_targets.py -q \
+	    -n $(TEST_WORKERS) --dist loadgroup -p no:cacheprovider && \
+	  $(VENV)/bin/python scripts/targets_table.py --measured $$dir; \
+	  status=$$?; rm -rf $$dir; exit $$status
+
 # Fast tests: no Meltano, no PostgreSQL, no sandbox (markers set in tests/markers.py).
 unit: install
 	@$(VENV)/bin/python -m pytest -m unit -q
