@@ -115,5 +115,5 @@ hub: install
 	@$(VENV)/bin/python scripts/hub_definition.py
 
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) $(DLT_VENV) .meltano .demo
+	rm -rf $(VENV) $(MELTANO_VENV) $(DLT_VENV) .venv-loaders .meltano .demo
 	find output -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
