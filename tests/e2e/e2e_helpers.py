@@ -72,3 +72,9 @@ def pipe(config: dict, target: str, target_config: Path, state: dict | None = No
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert run.state is not None
     return run.state
+
+
+def conninfo(postgres: dict) -> str:
+    """A libpq connection string for the `postgres` fixture's settings."""
+    params = {**postgres, "dbname": postgres["database"]}
+    return " ".join(f"{k}={v}" for k, v in params.items() if k != "database" and v != "")

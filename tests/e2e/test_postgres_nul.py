@@ -15,7 +15,7 @@ import typing as t
 
 import psycopg
 import pytest
-from e2e_helpers import meltano
+from e2e_helpers import conninfo, meltano
 from helpers import API_KEY
 
 from kapwork_sandbox import Sandbox
@@ -40,11 +40,6 @@ def _env(sandbox: Sandbox, postgres: dict, tmp_path: t.Any, schema: str) -> dict
     }
 
 
-def _conninfo(postgres: dict) -> str:
-    params = {**postgres, "dbname": postgres["database"]}
-    return " ".join(f"{k}={v}" for k, v in params.items() if k != "database" and v != "")
-
-
 def with_nul(sandbox: Sandbox) -> dict[str, str]:
     """NUL in po_number, vendor.name, metadata.note and a history value: role -> id."""
     truth = sandbox.truth()
@@ -67,7 +62,7 @@ def test_nul_in_text_jsonb_and_history_is_replaced_by_the_project_settings(postg
             "run", "tap-kapwork", "target-postgres", env=_env(sandbox, postgres, tmp_path, SCHEMA)
         )
         truth = sandbox.truth()
-    with psycopg.connect(_conninfo(postgres)) as conn:
+    with psycopg.connect(conninfo(postgres)) as conn:
         (count,) = conn.execute(f"select count(*) from {SCHEMA}.receivables").fetchone() or (0,)
         po_number, vendor_name, note = (
             conn.execute(
@@ -134,7 +129,7 @@ def test_nested_nul_in_metadata_needs_the_documented_stream_map(postgres, tmp_pa
         env["MELTANO_DATABASE_URI"] = f"sqlite:///{tmp_path / 'meltano-mapped.db'}"
         meltano("run", "tap-kapwork", "target-postgres", env=env)
         truth = sandbox.truth()
-    with psycopg.connect(_conninfo(postgres)) as conn:
+    with psycopg.connect(conninfo(postgres)) as conn:
         rows = dict(conn.execute("select id, metadata from kapwork_nul_nested.receivables"))
         (kind,) = conn.execute(
             "select data_type from information_schema.columns where table_schema = "

@@ -47,6 +47,19 @@ def _check_emulator() -> None:
         )
 
 
+def emulator_query(db_dir: Path, *statements: str) -> list[list[list[t.Any]]]:
+    """The rows of each statement, run by snowflake_runner.py on the emulator's files."""
+    proc = subprocess.run(
+        [str(PYTHON), str(RUNNER), str(db_dir), "query", json.dumps(statements)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
 def _utc(value: str) -> dt.datetime:
     return parse_timestamp(value).astimezone(dt.timezone.utc).replace(tzinfo=None)
 
@@ -69,15 +82,7 @@ def test_into_snowflake_emulator_full_then_incremental(e2e_sandbox, tmp_path):
     target_config.write_text(json.dumps(TARGET_CONFIG))
 
     def query(*statements: str) -> list[list[list[t.Any]]]:
-        proc = subprocess.run(
-            [str(PYTHON), str(RUNNER), str(db_dir), "query", json.dumps(statements)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return json.loads(proc.stdout.splitlines()[-1])
+        return emulator_query(db_dir, *statements)
 
     state = pipe(tap_config(e2e_sandbox), str(target), target_config)
     first = _read(query)

@@ -29,14 +29,14 @@ import duckdb
 import psycopg
 import pytest
 import yaml
-from e2e_helpers import ROOT, loader
+from e2e_helpers import ROOT, conninfo, loader
 from helpers import API_KEY, run_tap, tap_config
 from loader_venvs import loader_venv
 from psycopg.rows import dict_row
 from test_snowflake import PYTHON as SNOWFLAKE_PYTHON
 from test_snowflake import RUNNER as SNOWFLAKE_RUNNER
 from test_snowflake import TARGET_CONFIG as SNOWFLAKE_CONFIG
-from test_snowflake import _check_emulator
+from test_snowflake import _check_emulator, emulator_query
 
 from kapwork_sandbox import Sandbox
 from kapwork_sandbox.testing import expected_history_rows
@@ -79,16 +79,16 @@ def _pinned(name: str) -> tuple[str, dict[str, t.Any]]:
     return package.split("==")[1], dict(plugin.get("config") or {})
 
 
-def _postgres_rows(conninfo: str, schema: str) -> dict[str, list[dict]]:
-    with psycopg.connect(conninfo, row_factory=dict_row) as conn:
+def _postgres_rows(dsn: str, schema: str) -> dict[str, list[dict]]:
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
         return {
             table: conn.execute(f"select * from {schema}.{table}").fetchall()
             for table in ("receivables", "receivable_history")
         }
 
 
-def _postgres_types(conninfo: str, schema: str) -> dict[str, str]:
-    with psycopg.connect(conninfo) as conn:
+def _postgres_types(dsn: str, schema: str) -> dict[str, str]:
+    with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "select column_name, data_type from information_schema.columns "
             "where table_schema = %s and table_name = 'receivables'",
@@ -97,28 +97,23 @@ def _postgres_types(conninfo: str, schema: str) -> dict[str, str]:
     return dict(rows)
 
 
-def _conninfo(postgres: dict) -> str:
-    params = {**postgres, "dbname": postgres["database"]}
-    return " ".join(f"{k}={v}" for k, v in params.items() if k != "database" and v != "")
-
-
 def meltanolabs_postgres(request: pytest.FixtureRequest, work: Path, schema: str) -> Destination:
     postgres = request.getfixturevalue("postgres")
     _, project = _pinned("target-postgres")
     connection = {"host", "port", "user", "password", "database", "default_target_schema"}
     settings = {k: v for k, v in project.items() if k not in connection}
-    conninfo = _conninfo(postgres)
+    dsn = conninfo(postgres)
     return Destination(
         [loader("target-postgres")],
         {**postgres, **settings, "default_target_schema": schema},
-        lambda: _postgres_rows(conninfo, schema),
-        lambda: _postgres_types(conninfo, schema),
+        lambda: _postgres_rows(dsn, schema),
+        lambda: _postgres_types(dsn, schema),
     )
 
 
 def pipelinewise_postgres(request: pytest.FixtureRequest, work: Path, schema: str) -> Destination:
     postgres = request.getfixturevalue("postgres")
-    conninfo = _conninfo(postgres)
+    dsn = conninfo(postgres)
     config = {
         "host": postgres["host"],
         "port": postgres["port"],
@@ -130,8 +125,8 @@ def pipelinewise_postgres(request: pytest.FixtureRequest, work: Path, schema: st
     return Destination(
         [loader_venv(*PIPELINEWISE)],
         config,
-        lambda: _postgres_rows(conninfo, schema),
-        lambda: _postgres_types(conninfo, schema),
+        lambda: _postgres_rows(dsn, schema),
+        lambda: _postgres_types(dsn, schema),
     )
 
 
@@ -177,21 +172,7 @@ def target_snowflake(request: pytest.FixtureRequest, work: Path, schema: str) ->
     wrapper.chmod(0o755)
 
     def query(*statements: str) -> list[list[list[t.Any]]]:
-        proc = subprocess.run(
-            [
-                str(SNOWFLAKE_PYTHON),
-                str(SNOWFLAKE_RUNNER),
-                str(db_dir),
-                "query",
-                json.dumps(statements),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return json.loads(proc.stdout.splitlines()[-1])
+        return emulator_query(db_dir, *statements)
 
     def columns(table: str) -> str:
         return (
