@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from kapwork_sandbox.data import churn, parse_moment, stamp
 from kapwork_sandbox.faults import FaultPlan
 from kapwork_sandbox.portfolio import build_dataset
+from kapwork_sandbox.quirks import Quirks
 
 DEFAULT_API_KEY = "sandbox-key"
 LIST_PATH = "/v1/receivables"
@@ -146,7 +147,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         if fault == "missing_data" and "data" in body:
             body = {"object": "list", "message": "Service degraded"}
-        payload = json.dumps(body, ensure_ascii=False).encode()
+        if url.path == LIST_PATH:  # repeated rows, empty pages, bad text (quirks.py)
+            payload = sandbox.quirks.encode(body, params)
+        else:
+            payload = json.dumps(body, ensure_ascii=False).encode()
         if fault == "truncate":
             payload = payload[: max(1, len(payload) // 2)]
         if fault == "trickle":
@@ -264,6 +268,8 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/_sandbox/faults" and method == "POST":
                 sandbox.set_faults(**body)
                 result = dict(vars(sandbox.faults))
+            elif path == "/_sandbox/quirks" and method == "POST":
+                result = sandbox.quirks.configure(body)
             elif path == "/_sandbox/churn" and method == "POST":
                 rate = float(body.get("per_second", 0))
                 if rate > 0:
@@ -367,6 +373,8 @@ class Sandbox:
             same_instant_share,
         )
         self.plan = FaultPlan()
+        # List answers wrong in what they say: repeated rows, empty pages, bad text.
+        self.quirks = Quirks(self.dataset)
         self.max_history_limit: int | None = None
         self.order = "updated_at"
         # What `verified_since` filters on: "updated_at", or "verified_at", the hidden
@@ -467,6 +475,27 @@ class Sandbox:
             self._churn_stop.set()
             self._churn_thread.join()
             self._churn_stop = self._churn_thread = None
+
+    # quirks (see quirks.py)
+    def repeat_older_version(
+        self, rid: str, *, page: int | None = None, before: bool = True
+    ) -> None:
+        """List `rid` also as it was before its newest change, on its own page (`before`
+        the current version or after it) or on page `page`."""
+        self.quirks.repeat_older_version(rid, page=page, before=before)
+
+    def empty_pages(self, *pages: int, times: int | None = None) -> None:
+        """Serve these list pages empty (has_more and total_count unchanged), the first
+        `times` times each, or always."""
+        self.quirks.empty_pages(*pages, times=times)
+
+    def bad_text(self, rid: str, field: str = "vendor.name", kind: str = "surrogate") -> None:
+        """End a string of `rid` in list answers with a lone surrogate or bytes that are
+        not UTF-8 (`kind`: "surrogate" or "bytes"); the rest of the answer stays valid."""
+        self.quirks.bad_text(rid, field, kind)
+
+    def clear_quirks(self) -> None:
+        self.quirks.clear()
 
     # faults
     @property

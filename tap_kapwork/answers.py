@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import time
 import typing as t
+from collections.abc import Callable
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ import requests
 import urllib3.exceptions
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
+from tap_kapwork import bad_text
 from tap_kapwork.errors import ApiKeyRejectedError, BadRequestError, KapworkError, NotFoundError
 
 TRANSIENT_STATUSES = {
@@ -90,6 +92,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 # Several times faster than json.loads on a list page; its DecodeError is a ValueError.
 _decode = msgspec.json.Decoder().decode
+# Warnings about text that is not Unicode, per answer; the rest are counted in one line.
+MAX_BAD_TEXT_WARNINGS = 20
 
 
 def _error_detail(response: requests.Response, content: bytes) -> tuple[str, str | None]:
@@ -106,8 +110,17 @@ def _error_detail(response: requests.Response, content: bytes) -> tuple[str, str
     return str(body.get("message") or response.reason), body.get("param")
 
 
-def check_answer(response: requests.Response, content: bytes, url_base: str) -> dict[str, t.Any]:
-    """Raise for an answer that is not a documented success; else the decoded JSON object."""
+def check_answer(
+    response: requests.Response,
+    content: bytes,
+    url_base: str,
+    warn: Callable[[str], None],
+) -> dict[str, t.Any]:
+    """Raise for an answer that is not a documented success; else the decoded JSON object.
+
+    Text that is not Unicode inside a JSON answer is decoded with U+FFFD and `warn` is
+    told where (see bad_text.py).
+    """
     status = response.status_code
     if status in TRANSIENT_STATUSES:
         message = f"{status} {response.reason} from {where(response)}"
@@ -142,16 +155,39 @@ def check_answer(response: requests.Response, content: bytes, url_base: str) -> 
     try:
         payload = _decode(content)
     except ValueError as exc:
-        raise InvalidBodyError(
-            f"invalid JSON body ({len(content)} bytes) from {where(response)}",
-            response,
-        ) from exc
+        try:  # only for what msgspec refused: keeps the fast path fast
+            payload, repaired = bad_text.decode(content)
+        except (ValueError, RecursionError):
+            raise InvalidBodyError(
+                f"invalid JSON body ({len(content)} bytes) from {where(response)}",
+                response,
+            ) from exc
+        _warn_bad_text(payload, repaired, where(response), warn)
     if not isinstance(payload, dict):
         raise InvalidBodyError(
             f"a JSON {type(payload).__name__}, not an object, from {where(response)}",
             response,
         )
     return payload
+
+
+def _warn_bad_text(
+    payload: t.Any, repaired: list[bad_text.Path], request: str, warn: Callable[[str], None]
+) -> None:
+    """One warning per repaired string, naming the receivable and the field."""
+    for path in repaired[:MAX_BAD_TEXT_WARNINGS]:
+        rid, field = bad_text.describe(payload, path)
+        owner = f"Receivable {rid}" if rid else f"The answer to {request}"
+        warn(
+            f"{owner}: {field} holds text that is not Unicode (a lone UTF-16 surrogate, "
+            f"such as half an emoji, or bytes that are not UTF-8) in the answer to {request}; "
+            "it is kept, with U+FFFD in place of what could not be read."
+        )
+    if len(repaired) > MAX_BAD_TEXT_WARNINGS:
+        warn(
+            f"{len(repaired) - MAX_BAD_TEXT_WARNINGS} more strings in the same answer to "
+            f"{request} hold text that is not Unicode; kept the same way."
+        )
 
 
 def bad_request(response: requests.Response, content: bytes) -> BadRequestError:

@@ -163,7 +163,15 @@ class KapworkStream(RESTStream[int]):
         The SDK's `validate_response` hook reads `response.content`; here the body was
         read against a deadline first (see `answers.read_body`), so it is passed in.
         """
-        return check_answer(response, content, self.url_base)
+        return check_answer(response, content, self.url_base, self.warn_once)
+
+    def warn_once(self, message: str) -> None:
+        """Log `message` once per run, however many partitions, passes or worker threads
+        come across it."""
+        warned = self.__dict__.setdefault("_warned", set())
+        if message not in warned:
+            warned.add(message)
+            self.logger.warning("%s", message)
 
     @override
     def request_decorator(self, func: Callable) -> Callable:

@@ -33,6 +33,17 @@ class BadRequestError(KapworkError):
         self.param = param
 
 
+class LoaderStoppedReadingError(KapworkError):
+    """The process reading the tap's standard output went away (a broken pipe)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The loader stopped reading the tap's output (broken pipe): look at the "
+            "loader's own error above. The tap stopped too; the next run reads again from "
+            "the last bookmark the loader saved."
+        )
+
+
 def secret_spellings(secret: str) -> list[str]:
     """`secret` as it could appear in a message: raw, JSON-escaped, inside a bytes repr,
     URL-encoded. Longest first, so a longer spelling is replaced before its parts."""

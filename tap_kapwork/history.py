@@ -19,7 +19,7 @@ import msgspec
 
 from tap_kapwork.errors import BadRequestError, KapworkError, NotFoundError
 from tap_kapwork.records import SchemaViolationError, is_date_time
-from tap_kapwork.timestamps import parse_timestamp
+from tap_kapwork.timestamps import parse_timestamp, utc_date_time
 
 if t.TYPE_CHECKING:
     import datetime as dt
@@ -173,7 +173,8 @@ def history_rows(
     """One row per changed field per history entry at or after `since` (inclusive).
 
     Every row validates against the stream's schema (see records.py): `changed_at` is
-    an RFC 3339 date-time or the run stops, and values are plain (`plain_value`).
+    an RFC 3339 date-time, emitted in UTC with `Z` (`utc_date_time`), or the run stops;
+    values are plain (`plain_value`), date-times among them kept as the API wrote them.
     """
     # The hot path of a full sync (a row per changed field): names bound locally, and the
     # hash of a change seen before (most status moves) looked up, not recomputed.
@@ -188,13 +189,16 @@ def history_rows(
                 f"Receivable {receivable_id} has a history entry without 'changed_at' and "
                 "'changes'; the API response does not match the documented history object."
             )
-        if not is_date_time(changed_at):
+        # The key's changed_at is in UTC with Z: the same row whatever offset the API used.
+        utc = utc_date_time(changed_at) if is_date_time(changed_at) else None
+        if utc is None:
             raise SchemaViolationError(
                 f"Receivable {receivable_id} has a history entry with changed_at "
                 f"{changed_at[:40]!r}, which is not an ISO 8601 date-time with a time zone; "
                 "the API response does not match the documented history object. Ask "
                 "Kapwork to correct it, or deselect receivable_history."
             )
+        changed_at = utc
         if since is not None and parse_timestamp(changed_at) < since:
             continue
         for field, change in changes.items():

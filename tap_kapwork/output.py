@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import itertools
+import os
 import sys
 import time
 import typing as t
@@ -22,6 +23,7 @@ from singer_sdk.singerlib import SingerMessageType
 from upath import UPath
 
 from tap_kapwork.client import override
+from tap_kapwork.errors import LoaderStoppedReadingError
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -135,6 +137,7 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         self._suffix = b""
         self._extracted_tick = -1.0
         self.batches: BatchFiles | None = None
+        self.stdout_closed = False
 
     def use_batches(self, config: BatchConfig, tap_name: str) -> None:
         """From now on, records go to BATCH files instead of RECORD messages."""
@@ -188,11 +191,35 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         return count
 
     def flush(self) -> None:
-        """Write what is buffered to stdout (open BATCH files stay open)."""
-        if self._pending:
-            sys.stdout.buffer.write(self._pending)
+        """Write what is buffered to stdout (open BATCH files stay open).
+
+        Raises:
+            LoaderStoppedReadingError: once, when stdout is a pipe nobody reads any more
+                (the loader exited); later flushes (the SDK's, while the run unwinds)
+                drop what they are given.
+        """
+        if self.stdout_closed:
             self._pending.clear()
-        sys.stdout.flush()
+            return
+        try:
+            if self._pending:
+                sys.stdout.buffer.write(self._pending)
+                self._pending.clear()
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self._pending.clear()
+            self.stdout_closed = True
+            stdout_to_devnull()
+            raise LoaderStoppedReadingError from None
+
+
+def stdout_to_devnull() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of what is left in
+    its buffer succeeds instead of printing "Exception ignored … BrokenPipeError" (what the
+    Python docs advise for SIGPIPE: https://docs.python.org/3/library/signal.html)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 class LeanRecordPath:

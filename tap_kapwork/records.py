@@ -18,6 +18,7 @@ import re
 import typing as t
 
 from tap_kapwork.errors import KapworkError
+from tap_kapwork.timestamps import utc_date_time
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -134,7 +135,10 @@ def _date(value: t.Any) -> t.Any:
 def _date_time(value: t.Any) -> t.Any:
     if not is_date_time(value):
         raise _Unfit("is not an ISO 8601 date-time with a time zone (e.g. 2026-01-07T14:30:00Z)")
-    return value
+    utc = utc_date_time(value)  # the same instant, spelled in UTC with Z
+    if utc is None:
+        raise _Unfit("is outside the years 1 to 9999 once converted to UTC")
+    return utc
 
 
 def _object(value: t.Any) -> t.Any:
@@ -219,7 +223,7 @@ class ReceivableConformer:
                     checked = check(value)
                 except _Unfit as unfit:
                     raise violation(row.get("id"), key, value, unfit.why) from None
-                if checked is not value:  # normalised: 150000.0 -> 150000
+                if checked is not value:  # normalised: 150000.0 -> 150000, -05:00 -> Z
                     record[key] = checked
         for key in self._required:
             if get(key) is None:

@@ -35,6 +35,21 @@ HISTORY_VALUE = th.CustomType({"type": ["string", "integer", "boolean", "null"]}
 INT64 = th.IntegerType(minimum=-(2**63), maximum=2**63 - 1)
 
 
+def free_form_object() -> th.CustomType:
+    """An object whose keys are open-ended and vary per portal (`metadata`): one JSON
+    column everywhere, flattened or not.
+
+    Declared with no `properties` at all (not an empty `"properties": {}`): the SDK's
+    flattening (`flattening_enabled`, in the tap or in an SDK-based loader) then keeps it
+    as one key whose value is the object's JSON text, declared `["string", "null"]`. With
+    `"properties": {}` it recursed into the object's keys, emitted `metadata__…` keys
+    the SCHEMA never declared (meltanolabs-target-csv stopped) or dropped the column
+    (pipelinewise loaders). Declaring the keys is no answer: they are not known
+    in advance. tests/test_sdk_contract.py pins the SDK behaviour this relies on.
+    """
+    return th.CustomType({"type": ["object", "null"], "additionalProperties": True})
+
+
 def filter_partitions(config: t.Mapping[str, t.Any]) -> list[dict] | None:
     """One partition per combination of the configured filters, or None without filters."""
     axes = [
@@ -80,7 +95,9 @@ class ReceivablesStream(LeanRecordPath, KapworkStream):
         th.Property("detected_at", th.DateTimeType),
         th.Property("updated_at", th.DateTimeType, required=True),
         th.Property("estimated_next_update_at", th.DateTimeType),
-        th.Property("metadata", th.ObjectType(additional_properties=True)),
+        th.Property(
+            "metadata", free_form_object(), description="The portal's fields, as the API sent them"
+        ),
     ).to_dict()
 
     _FIELDS = frozenset(schema["properties"])
@@ -108,13 +125,6 @@ class ReceivablesStream(LeanRecordPath, KapworkStream):
                 writer.flush()
             if self.retry_stats.total:
                 self.logger.info("HTTP retries: %s", self.retry_stats.summary())
-
-    def warn_once(self, message: str) -> None:
-        """Log `message` once per run, however many partitions are synced."""
-        warned = self.__dict__.setdefault("_warned", set())
-        if message not in warned:
-            warned.add(message)
-            self.logger.warning("%s", message)
 
     def project(self, row: dict) -> dict:
         # Only schema fields: `history` travels in its own stream, and fields the API

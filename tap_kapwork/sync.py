@@ -152,6 +152,8 @@ class ListingSync:
             lambda number: self.fetch_page(params, number, bounds.history),
             workers=self.stream.config["max_parallel_requests"],
             max_passes=MAX_PASSES,
+            limit=params["limit"],
+            version=updated_at,
         )
 
     def fetch_page(self, params: dict[str, t.Any], number: int, bound: dt.datetime | None) -> Page:
@@ -253,8 +255,7 @@ class ListingSync:
         progress = Progress(self.stream, listing, self.completer)
         project = self.stream.project
         with history.get_record_counter() if history else _NoCounter() as history_count:
-            for row in listing.rows():
-                moment = updated_at(row)
+            for row, moment in listing.versions():  # each id's newest version wins
                 if self.watermark is None or moment > self.watermark:
                     self.watermark = moment
                 if history:
@@ -299,6 +300,21 @@ class ListingSync:
     def _listing_is_complete(self, listing: Listing) -> bool:
         """Whether the bookmark may advance; warns when the API's counts disagree."""
         logger = self.stream.logger
+        passes: dict[str, list[str]] = {}  # the same gap on several passes: one line
+        for number, gap in listing.gaps:
+            passes.setdefault(gap.describe(), []).append(str(number))
+        for gap_text, numbers in passes.items():
+            # NB: seen: empty pages while has_more was true, with rows on later pages.
+            which = f"passes {', '.join(numbers)}" if len(numbers) > 1 else f"pass {numbers[0]}"
+            logger.warning("Receivables listing, %s: %s.", which, gap_text)
+        if listing.gap is not None:
+            logger.warning(
+                "The receivables listing may have rows this run did not read (its last "
+                "pass, %d, met the gap above). The bookmark stays where it was, so the next "
+                "run reads this range again.",
+                listing.passes,
+            )
+            return False
         if not listing.complete:
             logger.warning(
                 "After %d passes, %d of the %d receivables the API counted were never seen "

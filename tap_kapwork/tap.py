@@ -18,7 +18,12 @@ from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from tap_kapwork.client import RateLimitGate, RetryStats, override
-from tap_kapwork.errors import KapworkError, ReportedFailureFilter, install_secret_redaction
+from tap_kapwork.errors import (
+    KapworkError,
+    LoaderStoppedReadingError,
+    ReportedFailureFilter,
+    install_secret_redaction,
+)
 from tap_kapwork.inputs import (
     check_state,
     env_config,
@@ -26,7 +31,12 @@ from tap_kapwork.inputs import (
     parse_state,
     read_config_files,
 )
-from tap_kapwork.output import BufferedMsgSpecWriter, batch_config, batch_config_errors
+from tap_kapwork.output import (
+    BufferedMsgSpecWriter,
+    batch_config,
+    batch_config_errors,
+    stdout_to_devnull,
+)
 from tap_kapwork.streams import ReceivableHistoryStream, ReceivablesStream
 from tap_kapwork.timestamps import parse_timestamp
 
@@ -277,6 +287,9 @@ def one_line_failures() -> Iterator[None]:
         _fail(config_error_line(exc.errors))
     except (KapworkError, FatalAPIError) as exc:
         _fail(str(exc))
+    except BrokenPipeError:  # outside the writer's flush: `--discover | head -c 10`
+        stdout_to_devnull()
+        _fail(str(LoaderStoppedReadingError()))
 
 
 def _clean_api_key(config: dict[str, t.Any]) -> dict[str, t.Any]:

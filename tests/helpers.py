@@ -13,6 +13,8 @@ import typing as t
 import urllib.parse
 from pathlib import Path
 
+import jsonschema
+
 from kapwork_sandbox import testing
 from kapwork_sandbox.testing import TAP, TapRun, write_json
 from tap_kapwork.timestamps import parse_timestamp
@@ -133,6 +135,16 @@ def select_only(catalog: dict, *streams: str) -> dict:
             if meta["breadcrumb"] == []:
                 meta["metadata"]["selected"] = chosen
     return catalog
+
+
+def assert_records_validate(run: TapRun) -> None:
+    """Every RECORD of both streams validates against its stream's SCHEMA message."""
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    for stream in ("receivables", "receivable_history"):
+        (schema,) = run.schemas(stream)
+        validator = jsonschema.Draft202012Validator(schema["schema"], format_checker=checker)
+        for record in run.records(stream):
+            validator.validate(record)
 
 
 def without_history(receivable: dict) -> dict:

@@ -5,31 +5,60 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
 from pathlib import Path
 
+import pytest
 from helpers import discover, run_tap, tap_config
 
-from kapwork_sandbox.testing import emitted_history_rows, expected_history_rows
+from kapwork_sandbox.testing import TAP, emitted_history_rows, expected_history_rows, write_json
 
 
-def test_flattening_expands_objects_in_records_and_schema(sandbox):
-    run = run_tap(tap_config(sandbox, flattening_enabled=True, flattening_max_depth=1))
+def empty_properties(schema: dict, where: str = "") -> list[str]:
+    """Where `schema` has an empty `"properties": {}`, at any depth."""
+    found = [where or "(root)"] if schema.get("properties") == {} else []
+    for name, node in (schema.get("properties") or {}).items():
+        found += empty_properties(node, f"{where}.{name}" if where else name)
+    return found
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_flattening_expands_objects_in_records_and_schema(sandbox, depth):
+    run = run_tap(tap_config(sandbox, flattening_enabled=True, flattening_max_depth=depth))
     truth = {r["id"]: r for r in sandbox.truth()}
     (schema,) = run.schemas("receivables")
     properties = schema["schema"]["properties"]
     assert {"vendor__id", "vendor__name", "debtor__id", "debtor__name"} <= set(properties)
     assert "vendor" not in properties
+    # metadata stays one column: its JSON text (its keys are open-ended, per portal).
+    assert properties["metadata"]["type"] == ["string", "null"]
     records = run.records("receivables")
     assert len(records) == len(truth)
+    assert any(truth[r["id"]]["metadata"] for r in records)
     for record in records:
         expected = truth[record["id"]]
         assert "vendor" not in record
         assert record["vendor__name"] == expected["vendor"]["name"]
         assert record["debtor__id"] == expected["debtor"]["id"]
         assert record["amount_cents"] == expected["amount_cents"]
+        assert json.loads(record["metadata"]) == expected["metadata"]
     assert set(emitted_history_rows(run.records("receivable_history"))) == expected_history_rows(
         list(truth.values())
     )
+    for stream in ("receivables", "receivable_history"):
+        (schema,) = run.schemas(stream)
+        declared = set(schema["schema"]["properties"])
+        assert {key for record in run.records(stream) for key in record} <= declared, stream
+
+
+def test_no_schema_declares_empty_properties(sandbox):
+    run = run_tap(tap_config(sandbox, page_size=10), extra_args=["--test=schema"])
+    schemas = [m for m in run.messages if m["type"] == "SCHEMA"]
+    assert {m["stream"] for m in schemas} == {"receivables", "receivable_history"}
+    for message in schemas:
+        assert empty_properties(message["schema"]) == [], message["stream"]
+    for entry in discover(tap_config(sandbox))["streams"]:
+        assert empty_properties(entry["schema"]) == [], entry["stream"]
 
 
 def test_stream_maps_add_drop_and_filter(sandbox):
@@ -133,3 +162,38 @@ def test_batch_config_with_stream_maps_is_one_clear_error(sandbox, tmp_path):
     (line,) = run.error_lines
     assert "batch_config cannot be combined with stream_maps or flattening_enabled" in line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("reader", "args"),
+    [
+        (["head", "-c", "4096"], ()),  # a loader that fails after a few lines
+        (["true"], ("--discover",)),  # gone before the first byte
+    ],
+    ids=["sync", "discover"],
+)
+def test_a_loader_that_stops_reading_ends_the_tap_in_one_line(sandbox, tmp_path, reader, args):
+    config = write_json(str(tmp_path), "config.json", tap_config(sandbox))
+    loader = subprocess.Popen(reader, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    if args:
+        loader.wait()  # the pipe has no reader before the tap starts
+    try:
+        tap = subprocess.run(
+            [TAP, "--config", config, *args],
+            stdout=loader.stdin,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        assert loader.stdin is not None
+        loader.stdin.close()
+        loader.wait()
+    assert tap.returncode != 0
+    lines = tap.stderr.splitlines()
+    assert "The loader stopped reading the tap's output (broken pipe)" in lines[-1]
+    assert "look at the loader's own error above" in lines[-1]
+    assert [line for line in lines if "| ERROR" in line] == lines[-1:]
+    for noise in ("Traceback", "unhandled error", "Exception ignored", "BrokenPipeError"):
+        assert noise not in tap.stderr

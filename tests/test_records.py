@@ -4,14 +4,21 @@ stays the same, anything else one line naming the receivable and the field."""
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import random
+import re
 
 import jsonschema
 import pytest
 from helpers import API_KEY, assert_one_line_failure, discover, run_tap, tap_config, without_history
 
 from kapwork_sandbox import Sandbox
-from kapwork_sandbox.testing import arrival, emitted_history_rows
+from kapwork_sandbox.testing import (
+    arrival,
+    emitted_history_keys,
+    emitted_history_rows,
+    expected_history_keys,
+)
 from tap_kapwork.records import INT64_MAX, INT64_MIN
 
 FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
@@ -30,12 +37,28 @@ def assert_every_record_validates(run) -> int:
     return checked
 
 
-def _normal(value):
-    """What the tap may do to a value: spell an integral number as an integer."""
+DATE_TIMES = ("detected_at", "updated_at", "estimated_next_update_at")
+
+
+def _utc(value: str) -> str:
+    """An RFC 3339 date-time as the same instant in UTC with Z, its fraction as written;
+    worked out apart from the tap."""
+    parts = re.fullmatch(r"(.{19})(\.\d+)?(.*)", value.upper())
+    assert parts is not None
+    seconds, fraction, zone = parts.groups()
+    moment = dt.datetime.fromisoformat(seconds + zone.replace("Z", "+00:00"))
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + (fraction or "") + "Z"
+
+
+def _normal(value, key=None):
+    """What the tap may do to a value: spell an integral number as an integer, and a
+    date-time in UTC with Z (the edge values have at most microseconds)."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
+    if key in DATE_TIMES and isinstance(value, str):
+        return _utc(value)
     if isinstance(value, dict):
-        return {k: _normal(v) for k, v in value.items()}
+        return {k: _normal(v, k) for k, v in value.items()}
     return value
 
 
@@ -50,6 +73,7 @@ EDGE_FIELDS = [
     {"portal_status": 'Genehmigt – Zahlung geplant \u2028 "quoted" \\ \t'},  # noqa: RUF001
     {"vendor": {"id": "v", "name": None, "extra": [1, {"x": None}]}},
     {"metadata": {"nested": {"deep": [1.5, None, True]}, "empty": {}, "ünïcode": "✓"}},
+    {"metadata": {"id": 7, "name": ["not", "a", "party"]}},  # any keys, any values
     {"estimated_next_update_at": "2026-01-07T10:30:00+05:30"},
     {"detected_at": "2026-01-07t10:30:00.123456z"},
     {"receivable_date": "2024-02-29", "due_date": None},
@@ -191,3 +215,71 @@ def test_a_receivable_the_docs_do_not_describe_is_one_line(small, fields, phrase
     finally:
         small.set_raw(target, **before)
     assert_one_line_failure(run, f"Receivable {target} ", phrase, mid_run=True)
+
+
+# How the API might spell one instant: (name, the spelling of a UTC Z value from the
+# sandbox). The docs' own form; microseconds and +00:00; offsets west and east; more
+# fraction digits than a datetime holds; lowercase t and z.
+SPELLINGS = {
+    "docs-Z": lambda m: m.strftime("%Y-%m-%dT%H:%M:%S.") + f"{m.microsecond // 1000:03d}Z",
+    "micro+00:00": lambda m: m.isoformat(timespec="microseconds"),
+    "-05:00": lambda m: m.astimezone(dt.timezone(-dt.timedelta(hours=5))).isoformat(
+        timespec="milliseconds"
+    ),
+    "+05:30-nanos": lambda m: (
+        m.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30)))
+        .isoformat(timespec="microseconds")
+        .replace("+05:30", "789+05:30")
+    ),
+    "lowercase": lambda m: m.strftime("%Y-%m-%dt%H:%M:%S.") + f"{m.microsecond // 1000:03d}z",
+}
+UTC_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z").fullmatch
+
+
+def _respell(value: str, spelling: str) -> str:
+    return SPELLINGS[spelling](dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+def _instant(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+
+
+@pytest.fixture(scope="module")
+def spelled():
+    """A sandbox, and its truth as served in the docs' form (UTC, Z, milliseconds)."""
+    with Sandbox(receivables=60, seed=12, api_key=API_KEY) as sandbox:
+        yield sandbox, sandbox.truth()
+
+
+@pytest.mark.parametrize("spelling", list(SPELLINGS))
+def test_date_times_are_emitted_in_utc_whatever_offset_the_api_used(spelled, spelling):
+    sandbox, truth = spelled
+    for record in truth:
+        fields = {k: _respell(record[k], spelling) for k in DATE_TIMES if record.get(k)}
+        history = [
+            {**e, "changed_at": _respell(e["changed_at"], spelling)} for e in record["history"]
+        ]
+        sandbox.set_raw(record["id"], **fields, history=history)
+    run = run_tap(tap_config(sandbox))
+
+    served = sandbox.truth()
+    assert served != truth or spelling == "docs-Z"  # the API really spoke this spelling
+    by_id = {r["id"]: r for r in run.records("receivables")}
+    assert set(by_id) == {r["id"] for r in truth}
+    emitted_stamps = [r[k] for r in by_id.values() for k in DATE_TIMES if r.get(k)]
+    emitted_stamps += [r["changed_at"] for r in run.records("receivable_history")]
+    assert emitted_stamps
+    assert all(UTC_Z(stamp) for stamp in emitted_stamps)
+    for expected in truth:
+        got = by_id[expected["id"]]
+        for key in DATE_TIMES:
+            if expected.get(key):
+                assert _instant(got[key]) == _instant(expected[key])  # the same instant
+    if spelling in ("docs-Z", "-05:00", "lowercase"):  # the truth's milliseconds
+        # Every field as the truth, and the history key the same as from `Z`.
+        assert by_id == {r["id"]: without_history(r) for r in truth}
+        keys = emitted_history_keys(run.records("receivable_history"))
+        assert set(keys) == expected_history_keys(truth)
+    (bookmark,) = {s["replication_key_value"] for s in run.state["bookmarks"].values()}
+    assert UTC_Z(bookmark)
+    assert_every_record_validates(run)

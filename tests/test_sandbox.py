@@ -15,6 +15,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import msgspec
 import pytest
 from helpers import API_KEY
 
@@ -47,6 +48,15 @@ def raw_get(sandbox: Sandbox, path: str) -> tuple[int, dict[str, str], bytes]:
         return response.status, dict(response.getheaders()), response.read()
     finally:
         connection.close()
+
+
+def control_call(sandbox: Sandbox, method: str, path: str, body: dict | None = None) -> dict:
+    """A control endpoint (`/_sandbox/<path>`), its JSON answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{sandbox.url}/_sandbox/{path}", data, method=method)
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
 
 
 def list_all(sandbox: Sandbox, **params) -> list[dict]:
@@ -359,11 +369,7 @@ def test_rate_limit_rps_answers_429_when_the_budget_is_spent(sandbox):
 
 def test_control_endpoints_serve_truth_mutations_faults_and_the_request_log(sandbox):
     def control(method: str, path: str, body: dict | None = None) -> dict:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{sandbox.url}/_sandbox/{path}", data, method=method)
-        request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)
+        return control_call(sandbox, method, path, body)
 
     assert control("GET", "health") == {"ok": True, "receivables": 600}
     assert len(control("GET", "truth")["data"]) == 600
@@ -449,3 +455,134 @@ def test_same_instant_share_stamps_two_changes_of_one_field_together():
             assert all("portal_status" in changes for changes in same)
             clashes += 1
     assert 30 <= clashes <= 90
+
+
+# quirks: list answers wrong in what they say (kapwork_sandbox/quirks.py) -----------------
+
+
+def _changed_receivable(sandbox: Sandbox, page_size: int, page: int) -> dict:
+    """A receivable with at least two changes on list page `page`, as in the truth."""
+    ordered = sorted(sandbox.truth(), key=lambda r: (r["updated_at"], r["id"]))
+    return next(
+        r for r in ordered[(page - 1) * page_size : page * page_size] if len(r["history"]) >= 2
+    )
+
+
+def _as_before_its_newest_change(record: dict) -> dict:
+    newest, previous = record["history"][0], record["history"][1]
+    older = {k: v for k, v in record.items() if k not in ("history", "metadata")}
+    older.update({field: change["from"] for field, change in newest["changes"].items()})
+    older["updated_at"] = previous["changed_at"]
+    return older
+
+
+def _page(sandbox: Sandbox, page: int, **params) -> dict:
+    status, body = call(sandbox, "/v1/receivables", verified_since="all", page=page, **params)
+    assert status == 200
+    return body
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["older-first", "newer-first"])
+def test_quirk_an_older_version_on_the_same_page(sandbox, before):
+    record = _changed_receivable(sandbox, 50, page=3)
+    sandbox.repeat_older_version(record["id"], before=before)
+    body = _page(sandbox, 3, limit=50)
+    rows = [row for row in body["data"] if row["id"] == record["id"]]
+    older = _as_before_its_newest_change(record)
+    current = {k: v for k, v in record.items() if k not in ("history", "metadata")}
+    assert rows == ([older, current] if before else [current, older])
+    assert len(body["data"]) == 51
+    assert body["total_count"] == 600  # distinct receivables, as before
+    assert older["updated_at"] < record["updated_at"]
+    # expand[]=history: the older version carries the history it had then.
+    body = _page(sandbox, 3, limit=50, **{"expand[]": "history", "history_limit": 100})
+    histories = [row["history"] for row in body["data"] if row["id"] == record["id"]]
+    assert histories == (
+        [record["history"][1:], record["history"]]
+        if before
+        else [record["history"], record["history"][1:]]
+    )
+
+
+def test_quirk_an_older_version_on_another_page(sandbox):
+    record = _changed_receivable(sandbox, 50, page=4)
+    sandbox.repeat_older_version(record["id"], page=1)
+    first, fourth = _page(sandbox, 1, limit=50), _page(sandbox, 4, limit=50)
+    assert [r for r in first["data"] if r["id"] == record["id"]] == [
+        _as_before_its_newest_change(record)
+    ]
+    assert [r["updated_at"] for r in fourth["data"] if r["id"] == record["id"]] == [
+        record["updated_at"]
+    ]
+    sandbox.clear_quirks()
+    assert record["id"] not in {r["id"] for r in _page(sandbox, 1, limit=50)["data"]}
+
+
+def test_quirk_empty_pages_keep_has_more_transient_and_persistent(sandbox):
+    full = _page(sandbox, 2, limit=100)
+    sandbox.empty_pages(1, 2, times=1)
+    for page in (1, 2):
+        body = _page(sandbox, page, limit=100)
+        assert (body["data"], body["has_more"], body["total_count"]) == ([], True, 600)
+        assert _page(sandbox, page, limit=100)["data"]  # only the first time
+    assert _page(sandbox, 2, limit=100) == full
+    sandbox.empty_pages(3)
+    assert [_page(sandbox, 3, limit=100)["data"] for _ in range(4)] == [[]] * 4
+    assert _page(sandbox, 4, limit=100)["data"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "wire", "text"),
+    [
+        ("surrogate", ("vendor", "name"), b"\\ud83d", "\ud83d"),
+        ("bytes", ("portal_status",), b"\xff\xfe", "\udcff\udcfe"),
+    ],
+)
+def test_quirk_bad_text_in_an_otherwise_valid_answer(sandbox, kind, field, wire, text):
+    record = _changed_receivable(sandbox, 100, page=1)
+    sandbox.bad_text(record["id"], ".".join(field), kind)
+    status, _, body = raw_get(sandbox, "/v1/receivables?verified_since=all&limit=100")
+    assert status == 200
+    assert body.count(wire) == 1
+    with pytest.raises(ValueError):  # what a strict decoder makes of it
+        msgspec.json.decode(body)
+    decoded = json.loads(body.decode("utf-8", "surrogateescape"))  # JSON apart from that text
+    (row,) = [r for r in decoded["data"] if r["id"] == record["id"]]
+    value, expected = row, record
+    for key in field:
+        value, expected = value[key], expected[key]
+    assert value == expected + text
+    others = [r for r in decoded["data"] if r["id"] != record["id"]]
+    assert len(others) == 99
+    # The other receivables are exactly as without the quirk.
+    sandbox.clear_quirks()
+    clean = _page(sandbox, 1, limit=100)["data"]
+    assert [r for r in clean if r["id"] != record["id"]] == others
+    assert msgspec.json.decode(raw_get(sandbox, "/v1/receivables?verified_since=all")[2])
+
+
+def test_quirks_from_the_control_endpoint(sandbox):
+    record = _changed_receivable(sandbox, 100, page=2)
+    spec = {
+        "repeat_older_version": [{"id": record["id"], "page": 1}],
+        "empty_pages": {"pages": [3], "times": 2},
+        "bad_text": [{"id": record["id"], "field": "vendor.name", "kind": "surrogate"}],
+    }
+    answer = control_call(sandbox, "POST", "quirks", spec)
+    assert answer["empty_pages"] == {"3": 2}
+    assert answer["repeat_older_version"] == [{"id": record["id"], "page": 1, "before": True}]
+    status, _, raw = raw_get(sandbox, "/v1/receivables?verified_since=all&limit=100&page=1")
+    assert status == 200
+    assert b"\\ud83d" in raw  # the older copy on page 1 carries the bad text too
+    assert [r["updated_at"] for r in _page(sandbox, 1, limit=100)["data"][-1:]] == [
+        _as_before_its_newest_change(record)["updated_at"]
+    ]
+    assert [len(_page(sandbox, 3, limit=100)["data"]) for _ in range(3)] == [0, 0, 100]
+    assert control_call(sandbox, "POST", "quirks", {}) == {
+        "repeat_older_version": [],
+        "empty_pages": {},
+        "bad_text": [],
+    }
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        control_call(sandbox, "POST", "quirks", {"bad_text": [{"id": record["id"], "kind": "x"}]})
+    assert bad.value.code == 400

@@ -8,6 +8,7 @@ not somewhere deep in a sync. Each entry says why the private hook is needed.
 from __future__ import annotations
 
 import inspect
+import json
 
 import pytest
 from singer_sdk import Stream
@@ -112,3 +113,28 @@ def test_the_sdk_still_logs_the_line_errors_filter_drops():
     source = inspect.getsource(Stream.sync)
     assert '"An unhandled error occurred while syncing' in source
     assert "level=logging.ERROR" in source
+
+
+def test_flattening_keeps_an_object_without_properties_as_one_json_column():
+    """streams.free_form_object relies on how the SDK flattens (singer_sdk.helpers.
+    _flattening, behind the public `flattening_enabled`): an object declared without
+    `properties` is one key, declared a string, whose value is the object's JSON text;
+    only objects with `properties` are expanded into `parent__child` keys."""
+    from singer_sdk.helpers._flattening import flatten_record, flatten_schema
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "vendor": ReceivablesStream.schema["properties"]["vendor"],
+            "metadata": ReceivablesStream.schema["properties"]["metadata"],
+        },
+    }
+    assert "properties" not in schema["properties"]["metadata"]
+    for depth in (1, 5):
+        flat = flatten_schema(schema, max_level=depth)
+        assert flat["properties"]["metadata"] == {"type": ["string", "null"]}
+        assert set(flat["properties"]) == {"vendor__id", "vendor__name", "metadata"}
+        record = {"vendor": {"id": "v", "name": "n"}, "metadata": {"a": {"b": [1]}, "c": None}}
+        row = flatten_record(record, flat, max_level=depth)
+        assert set(row) == {"vendor__id", "vendor__name", "metadata"}
+        assert json.loads(row["metadata"]) == record["metadata"]

@@ -5,9 +5,17 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-import jsonschema
 import pytest
-from helpers import LOOKBACK, bookmark, discover, run_tap, select_only, tap_config, without_history
+from helpers import (
+    LOOKBACK,
+    assert_records_validate,
+    bookmark,
+    discover,
+    run_tap,
+    select_only,
+    tap_config,
+    without_history,
+)
 
 from kapwork_sandbox.testing import (
     changes_since,
@@ -49,12 +57,7 @@ def test_full_sync_emits_every_history_change_once(full_run):
 
 def test_records_validate_against_their_schema(full_run):
     run, _, _ = full_run
-    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
-    for stream in ("receivables", "receivable_history"):
-        (schema,) = run.schemas(stream)
-        validator = jsonschema.Draft202012Validator(schema["schema"], format_checker=checker)
-        for record in run.records(stream):
-            validator.validate(record)
+    assert_records_validate(run)
 
 
 def test_primary_keys_are_unique_and_present(full_run):

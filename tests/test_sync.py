@@ -252,3 +252,93 @@ def test_the_bound_is_the_bookmark_minus_the_look_back_never_before_start_date(
     tap = TapKapwork(config=config, state=state_at("2026-03-01T13:00:00+01:00"))
     for stream in tap.streams.values():
         assert stream_bound(stream, None) == parse_timestamp(expected)
+
+
+# Repeated rows and empty pages (kapwork_sandbox/quirks.py) ---------------------------------
+
+
+def _last_emitted(run: t.Any) -> dict[str, dict]:
+    """Each id's last emitted receivable: what a target's upsert keeps."""
+    return {r["id"]: r for r in run.records("receivables")}
+
+
+@pytest.mark.parametrize("page", [None, 1], ids=["same-page", "across-pages"])
+def test_an_older_version_listed_first_is_followed_by_the_newest(page):
+    with Sandbox(receivables=300, seed=12, api_key=API_KEY) as sandbox:
+        # The receivable changed last: its newer version alone carries the bookmark.
+        rid = max(sandbox.truth(), key=lambda r: r["updated_at"])["id"]
+        sandbox.repeat_older_version(rid, page=page)  # page 6 of 6 is its own
+        run = run_tap(tap_config(sandbox, page_size=50))
+        truth = sandbox.truth()
+    by_id = {r["id"]: r for r in truth}
+    versions = [r["updated_at"] for r in run.records("receivables") if r["id"] == rid]
+    assert len(versions) == 2
+    assert versions[0] < versions[1] == by_id[rid]["updated_at"]
+    assert _last_emitted(run) == {r["id"]: without_history(r) for r in truth}
+    # The change that made the newer version is emitted, and every other change.
+    history = set(emitted_history_rows(run.records("receivable_history")))
+    assert history == expected_history_rows(truth)
+    newest = parse_timestamp(by_id[rid]["updated_at"])
+    assert newest == max(parse_timestamp(r["updated_at"]) for r in truth)
+    assert bookmark(run.state, "receivables") == newest
+    assert bookmark(run.state, "receivable_history") == newest
+
+
+@pytest.mark.parametrize("page", [None, 5], ids=["same-page", "across-pages"])
+def test_an_older_version_listed_after_the_newer_one_is_not_emitted_after_it(small, page):
+    ordered = sorted(small.truth(), key=lambda r: (r["updated_at"], r["id"]))
+    record = next(r for r in ordered[50:100] if len(r["history"]) >= 2)  # on page 2 of 6
+    small.repeat_older_version(record["id"], page=page, before=False)
+    try:
+        run = run_tap(tap_config(small, page_size=50))
+    finally:
+        small.clear_quirks()
+    emitted = [r for r in run.records("receivables") if r["id"] == record["id"]]
+    assert emitted == [without_history(record)]
+    assert _last_emitted(run) == {r["id"]: without_history(r) for r in small.truth()}
+
+
+@pytest.mark.parametrize("pages", [[1], [3], [2, 3, 4]], ids=["page-1", "page-3", "pages-2-4"])
+def test_pages_empty_only_at_first_are_read_again_and_the_bookmark_advances(small, pages):
+    small.empty_pages(*pages, times=1)
+    try:
+        run = run_tap(tap_config(small, page_size=50))
+    finally:
+        small.clear_quirks()
+    truth = small.truth()
+    assert _last_emitted(run) == {r["id"]: without_history(r) for r in truth}
+    assert set(emitted_history_rows(run.records("receivable_history"))) == (
+        expected_history_rows(truth)
+    )
+    assert bookmark(run.state, "receivables") == max(
+        parse_timestamp(r["updated_at"]) for r in truth
+    )
+    assert f"pass 1: page {pages[0]} was empty while the API said more follow" in run.stderr
+
+
+@pytest.mark.parametrize("page", [1, 3], ids=["page-1", "page-3"])
+def test_a_page_always_empty_keeps_the_bookmark_and_the_next_run_reads_everything(page):
+    with Sandbox(receivables=300, seed=13, api_key=API_KEY) as sandbox:
+        previous = state_at("2020-01-01T00:00:00Z")
+        config = tap_config(sandbox, page_size=50, max_parallel_requests=2)
+        sandbox.empty_pages(page)
+        run = run_tap(config, state=previous)
+        sandbox.clear_quirks()
+        after = run_tap(config, state=run.state)
+        truth = sandbox.truth()
+    assert run.returncode == 0
+    assert run.state == previous  # rows never read: the bookmark stays
+    read = (page - 1) * 50
+    assert (
+        f"page {page} was empty while the API said more follow ({read} rows read, "
+        "total_count 300, has_more true)"
+    ) in run.stderr
+    assert "The bookmark stays where it was" in run.stderr
+    assert "The bookmark advances" not in run.stderr
+    skipped = {r["id"] for r in sorted(truth, key=lambda r: r["updated_at"])[read : read + 50]}
+    assert {r["id"] for r in run.records("receivables")} == {r["id"] for r in truth} - skipped
+    # The API answers properly again: the next run reads everything from the old bookmark.
+    assert _last_emitted(after) == {r["id"]: without_history(r) for r in truth}
+    assert bookmark(after.state, "receivables") == max(
+        parse_timestamp(r["updated_at"]) for r in truth
+    )
