@@ -10,7 +10,7 @@ DLT_VENV := .venv-dlt
 # to run the tap).
 DLT_VERSION ?= 1.31.0
 
-.PHONY: demo test unit check install meltano chromium lint bench bench-pipeline dlt readme hub clean
+.PHONY: demo test targets-table unit check install meltano chromium lint bench bench-pipeline dlt readme hub clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> [1/3] Creating $(VENV) and installing tap-kapwork with its test tools"
@@ -76,9 +76,21 @@ chromium:
 	    exit 1; \
 	  fi; }
 
+# On both cores (pytest-xdist): tests that must share a worker carry an xdist_group mark.
+# TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
 test: meltano chromium
-	@echo "==> Running the test suite"
-	@$(VENV)/bin/python -m pytest
+	@echo "==> Running the test suite ($(TEST_WORKERS) workers)"
+	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# README "Targets we test": measure each loader again (tests/e2e/test_targets.py writes its
+# findings instead of comparing them), then rewrite docs/targets.json and the README table.
+targets-table: meltano
+	@dir=$$(mktemp -d) && \
+	  KAPWORK_TARGETS_OUT=$$dir $(VENV)/bin/python -m pytest tests/e2e/test_targets.py -q \
+	    -n $(TEST_WORKERS) --dist loadgroup -p no:cacheprovider && \
+	  $(VENV)/bin/python scripts/targets_table.py --measured $$dir; \
+	  status=$$?; rm -rf $$dir; exit $$status
 
 # Fast tests: no Meltano, no PostgreSQL, no sandbox (markers set in tests/markers.py).
 unit: install
@@ -117,5 +129,5 @@ hub: install
 	@$(VENV)/bin/python scripts/hub_definition.py
 
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) $(DLT_VENV) .meltano .demo
+	rm -rf $(VENV) $(MELTANO_VENV) $(DLT_VENV) .venv-loaders .meltano .demo
 	find output -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -60,6 +60,10 @@ API_KEY = "bench-key-000000"
 CONFIGS: dict[str, tuple[str, str]] = {
     "tap": ("tap", "tap alone -> file"),
     "pg-project": ("meltano-postgres", "meltano run -> target-postgres, project settings"),
+    "pg-unsanitized": (
+        "meltano-postgres",
+        "meltano run -> target-postgres, project, NUL kept",
+    ),
     "pg-batch": ("meltano-postgres", "meltano run -> target-postgres, + tap BATCH (gzip)"),
     "pg-defaults": ("meltano-postgres", "meltano run -> target-postgres, loader defaults"),
     "duckdb-project": ("meltano-duckdb", "meltano run -> target-duckdb (= loader defaults)"),
@@ -78,6 +82,9 @@ LOADER_DEFAULTS = {
         "TARGET_POSTGRES_ADD_RECORD_METADATA": "true",
         "TARGET_POSTGRES_ACTIVATE_VERSION": "true",
     },
+    # The project's settings but sanitize_null_text_characters off (the loader's default):
+    # what replacing NUL in every string costs (README "Load into Postgres").
+    "pg-unsanitized": {"TARGET_POSTGRES_SANITIZE_NULL_TEXT_CHARACTERS": "false"},
 }
 ROLES = ("tap", "loader", "meltano", "dlt", "sandbox", "postgres")
 
@@ -103,13 +110,12 @@ class Result:
 class Sandbox(SandboxProcess):
     """`kapwork-sandbox` in its own process, its CPU measured."""
 
-    def __init__(self, receivables: int, latency_ms: int, seed: int) -> None:
+    def __init__(self, receivables: int, latency_ms: int, seed: int, profile: str) -> None:
         try:
             super().__init__(
                 *("--receivables", str(receivables), "--seed", str(seed), "--api-key", API_KEY),
                 *("--latency-ms", str(latency_ms)),
-                # The edge-case data (long histories) these figures have always been measured on.
-                *("--profile", "edge"),
+                *("--profile", profile),
             )
         except RuntimeError as error:
             raise SystemExit(str(error)) from None
@@ -305,7 +311,7 @@ def count_duckdb(path: Path, schema: str, *, dlt: bool) -> tuple[int, str]:
 class Bench:
     def __init__(self, args: argparse.Namespace, size: int, postgres: Postgres, tmp: Path):
         self.args, self.size, self.postgres, self.tmp = args, size, postgres, tmp
-        self.sandbox = Sandbox(size, args.latency_ms, args.seed)
+        self.sandbox = Sandbox(size, args.latency_ms, args.seed, args.profile)
         self.tap_state: Path | None = None
 
     def env(self, name: str) -> dict[str, str]:
@@ -464,6 +470,12 @@ def ratios(results: dict[str, Result]) -> None:
     ratio("pg-project", "dlt-pg-csv", "postgres: project settings vs dlt csv", "target >= 1, aim 2")
     ratio("pg-batch", "dlt-pg", "postgres: BATCH vs dlt defaults", "")
     ratio("pg-project", "pg-batch", "postgres: BATCH vs project settings (RECORD)", "")
+    ratio(
+        "pg-unsanitized",
+        "pg-project",
+        "postgres: NUL replaced (project) vs kept (loader default)",
+        "",
+    )
     ratio("duckdb-project", "dlt-duckdb", "duckdb: project settings vs dlt defaults", "")
     ratio(
         "duckdb-project",
@@ -505,7 +517,8 @@ def startup_costs() -> None:
 
 def run_size(args: argparse.Namespace, size: int, postgres: Postgres) -> bool:
     print(
-        f"Sandbox: {size:,} receivables, {args.latency_ms} ms latency per request. "
+        f"Sandbox: {size:,} receivables ({args.profile} profile), "
+        f"{args.latency_ms} ms latency per request. "
         f"{os.cpu_count()} CPUs, shared with other work while measured: compare ratios."
     )
     names = chosen(args)
@@ -559,6 +572,13 @@ def main() -> None:
     parser.add_argument("--receivables", type=int, nargs="+", default=[20_000])
     parser.add_argument("--latency-ms", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--profile",
+        choices=["edge", "realistic"],
+        # The edge-case data (long histories) these figures have always been measured on.
+        default="edge",
+        help="the sandbox's data (kapwork-sandbox --profile)",
+    )
     parser.add_argument(
         "--changes", type=int, default=300, help="changed before the 2nd run (0: no 2nd run)"
     )

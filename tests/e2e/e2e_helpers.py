@@ -6,6 +6,7 @@ import datetime as dt
 import filecmp
 import os
 import subprocess
+import tempfile
 import typing as t
 from pathlib import Path
 
@@ -26,23 +27,39 @@ PLUGINS = ROOT / ".meltano" / "loaders"
 MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
 
 
+# The plugins `meltano install` put in the project's .meltano/, shared read-only.
+PLUGIN_TYPES = ("extractors", "loaders", "utilities", "mappers", "transformers")
+
+
 def meltano(
     *args: str, env: dict[str, str], cwd: Path = ROOT, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """Run the pinned Meltano in `cwd`; fails the test on a non-zero exit."""
+    """Run the pinned Meltano in `cwd`; fails the test on a non-zero exit.
+
+    In the repository's project, each call gets a .meltano/ of its own (MELTANO_SYS_DIR_ROOT)
+    whose plugin folders link to the installed ones: two `meltano run` at once (pytest-xdist)
+    would otherwise share .meltano/run/tap-kapwork/state.json and tap.properties.json. State
+    lives in the system database, which each test names (MELTANO_DATABASE_URI).
+    """
     if not MELTANO.exists():
         pytest.fail(f"{MELTANO} is missing: run `make test`, which installs Meltano.")
-    if cwd == ROOT:
-        check_installed_tap()
-    proc = subprocess.run(
-        [str(MELTANO), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="meltano-sys-") as sys_dir:
+        if cwd == ROOT:
+            check_installed_tap()
+            assert "MELTANO_DATABASE_URI" in env, "name a system database of the test's own"
+            for kind in PLUGIN_TYPES:
+                if (ROOT / ".meltano" / kind).is_dir():
+                    Path(sys_dir, kind).symlink_to(ROOT / ".meltano" / kind)
+            env = {**env, "MELTANO_SYS_DIR_ROOT": sys_dir}
+        proc = subprocess.run(
+            [str(MELTANO), *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -194,6 +211,7 @@ def target_postgres_env(postgres: dict, schema: str) -> dict[str, str]:
 
 
 def conninfo(postgres: dict) -> str:
+    """A libpq connection string for the `postgres` fixture's settings."""
     params = {**postgres, "dbname": postgres["database"]}
     return " ".join(f"{k}={v}" for k, v in params.items() if k != "database" and v != "")
 

@@ -252,7 +252,14 @@ def test_meltano_run_with_dbt_build(adapter, request, tmp_path):
     Only the loader's variables are set: dbt must find the tables through them.
     """
     with Sandbox(receivables=120, seed=31, api_key=API_KEY, profile="realistic") as sandbox:
-        env = meltano_env(sandbox, tmp_path)
+        env = meltano_env(
+            sandbox,
+            tmp_path,
+            # dbt's target/ and logs/ of its own: not transform/target, which the other
+            # adapter's run (another pytest-xdist worker) writes at the same time.
+            DBT_TARGET_PATH=str(tmp_path / "dbt-target"),
+            DBT_LOG_PATH=str(tmp_path / "dbt-logs"),
+        )
         if adapter == "duckdb":
             database = tmp_path / "warehouse.duckdb"
             env["TARGET_DUCKDB_PATH"] = str(database)
