@@ -10,7 +10,7 @@ DLT_VENV := .venv-dlt
 # to run the tap).
 DLT_VERSION ?= 1.31.0
 
-.PHONY: demo test unit check install meltano chromium lint bench bench-pipeline dlt readme hub clean
+.PHONY: demo test targets-table unit check install meltano chromium lint bench bench-pipeline dlt readme hub clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> [1/3] Creating $(VENV) and installing tap-kapwork with its test tools"
@@ -35,16 +35,30 @@ $(MELTANO_VENV)/.installed:
 	@for py in .meltano/*/*/venv/bin/python; do "$$py" -m compileall -q -j 0 "$${py%/bin/python}/lib" >/dev/null || true; done
 	@touch $@
 
-# tests/e2e/test_snowflake.py: the Snowflake emulator, next to the target-snowflake that
-# `meltano install` put in its own virtualenv (Meltano installs plugins with uv).
+# meltano.yml installs the tap as a package (`pip_url: .`, so Meltano caches its catalog):
+# reinstalled here when its source changes, and the cached catalog dropped so the next
+# `meltano run` discovers the new streams' schemas once.
+TAP_SOURCES := pyproject.toml $(wildcard tap_kapwork/*.py)
+.meltano/.tap-installed: .meltano/.installed $(TAP_SOURCES)
+	@echo "==> Reinstalling tap-kapwork into Meltano (tap_kapwork/ changed)"
+	@$(MELTANO) install extractor tap-kapwork
+	@.meltano/extractors/tap-kapwork/venv/bin/python -m compileall -q -j 0 .meltano/extractors/tap-kapwork/venv/lib >/dev/null || true
+	@rm -f .meltano/run/tap-kapwork*/tap.properties.cache_key
+	@touch $@
+
+# tests/e2e/test_snowflake.py and test_models_snowflake.py: the Snowflake emulator, next to
+# the target-snowflake and the dbt-snowflake that `meltano install` put in their own
+# virtualenvs (Meltano installs plugins with uv).
 FAKESNOW_VERSION := 0.12.1
 SNOWFLAKE_VENV := .meltano/loaders/target-snowflake/venv
-$(SNOWFLAKE_VENV)/.fakesnow-$(FAKESNOW_VERSION): .meltano/.installed
-	@$(MELTANO_VENV)/bin/uv pip install -q --python $(SNOWFLAKE_VENV)/bin/python "fakesnow==$(FAKESNOW_VERSION)"
+DBT_SNOWFLAKE_VENV := .meltano/utilities/dbt-snowflake/venv
+FAKESNOW := $(SNOWFLAKE_VENV)/.fakesnow-$(FAKESNOW_VERSION) $(DBT_SNOWFLAKE_VENV)/.fakesnow-$(FAKESNOW_VERSION)
+$(FAKESNOW): %/.fakesnow-$(FAKESNOW_VERSION): .meltano/.installed
+	@$(MELTANO_VENV)/bin/uv pip install -q --python $*/bin/python "fakesnow==$(FAKESNOW_VERSION)"
 	@touch $@
 
 install: $(VENV)/.installed
-meltano: $(VENV)/.installed .meltano/.installed $(SNOWFLAKE_VENV)/.fakesnow-$(FAKESNOW_VERSION)
+meltano: $(VENV)/.installed .meltano/.installed .meltano/.tap-installed $(FAKESNOW)
 
 demo: meltano
 	@$(VENV)/bin/python scripts/demo.py
@@ -62,9 +76,21 @@ chromium:
 	    exit 1; \
 	  fi; }
 
+# On both cores (pytest-xdist): tests that must share a worker carry an xdist_group mark.
+# TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
 test: meltano chromium
-	@echo "==> Running the test suite"
-	@$(VENV)/bin/python -m pytest
+	@echo "==> Running the test suite ($(TEST_WORKERS) workers)"
+	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# README "Targets we test": measure each loader again (tests/e2e/test_targets.py writes its
+# findings instead of comparing them), then rewrite docs/targets.json and the README table.
+targets-table: meltano
+	@dir=$$(mktemp -d) && \
+	  KAPWORK_TARGETS_OUT=$$dir $(VENV)/bin/python -m pytest tests/e2e/test_targets.py -q \
+	    -n $(TEST_WORKERS) --dist loadgroup -p no:cacheprovider && \
+	  $(VENV)/bin/python scripts/targets_table.py --measured $$dir; \
+	  status=$$?; rm -rf $$dir; exit $$status
 
 # Fast tests: no Meltano, no PostgreSQL, no sandbox (markers set in tests/markers.py).
 unit: install
@@ -107,5 +133,5 @@ hub: install
 	@$(VENV)/bin/python scripts/hub_definition.py
 
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) $(DLT_VENV) .meltano .demo
+	rm -rf $(VENV) $(MELTANO_VENV) $(DLT_VENV) .venv-loaders .meltano .demo
 	find output -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -64,6 +64,10 @@ API_KEY = "bench-key-000000"
 CONFIGS: dict[str, tuple[str, str]] = {
     "tap": ("tap", "tap alone -> file"),
     "pg-project": ("meltano-postgres", "meltano run -> target-postgres, project settings"),
+    "pg-unsanitized": (
+        "meltano-postgres",
+        "meltano run -> target-postgres, project, NUL kept",
+    ),
     "pg-batch": ("meltano-postgres", "meltano run -> target-postgres, + tap BATCH (gzip)"),
     "pg-defaults": ("meltano-postgres", "meltano run -> target-postgres, loader defaults"),
     "duckdb-project": ("meltano-duckdb", "meltano run -> target-duckdb (= loader defaults)"),
@@ -82,6 +86,9 @@ LOADER_DEFAULTS = {
         "TARGET_POSTGRES_ADD_RECORD_METADATA": "true",
         "TARGET_POSTGRES_ACTIVATE_VERSION": "true",
     },
+    # The project's settings but sanitize_null_text_characters off (the loader's default):
+    # what replacing NUL in every string costs (README "Load into Postgres").
+    "pg-unsanitized": {"TARGET_POSTGRES_SANITIZE_NULL_TEXT_CHARACTERS": "false"},
 }
 ROLES = ("tap", "loader", "meltano", "dlt", "sandbox", "postgres")
 MB = 1024 * 1024
@@ -499,6 +506,12 @@ def ratios(results: dict[str, Result]) -> None:
     ratio("pg-project", "dlt-pg-csv", "postgres: project settings vs dlt csv", "target >= 1, aim 2")
     ratio("pg-batch", "dlt-pg", "postgres: BATCH vs dlt defaults", "")
     ratio("pg-project", "pg-batch", "postgres: BATCH vs project settings (RECORD)", "")
+    ratio(
+        "pg-unsanitized",
+        "pg-project",
+        "postgres: NUL replaced (project) vs kept (loader default)",
+        "",
+    )
     ratio("duckdb-project", "dlt-duckdb", "duckdb: project settings vs dlt defaults", "")
     ratio(
         "duckdb-project",

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from kapwork_sandbox.data import churn, parse_moment, stamp
+from kapwork_sandbox.evolution import Evolution
 from kapwork_sandbox.faults import FaultPlan
 from kapwork_sandbox.portfolio import build_dataset
 from kapwork_sandbox.quirks import Quirks
@@ -138,7 +139,7 @@ class Handler(BaseHTTPRequestHandler):
             )
             return
         try:
-            body = self._api(url.path, params)
+            body = sandbox.evolution.apply(self._api(url.path, params))
         except ApiError as exc:
             self._send(entry, exc.status, exc.body())
             return
@@ -269,6 +270,8 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/_sandbox/raw" and method == "POST":
                 sandbox.set_raw(str(body["id"]), **body.get("fields", {}))
                 result = {"ok": True}
+            elif path == "/_sandbox/fields":
+                result = sandbox.evolution.control(method, body)
             elif path == "/_sandbox/faults" and method == "POST":
                 sandbox.set_faults(**body)
                 result = dict(vars(sandbox.faults))
@@ -377,6 +380,8 @@ class Sandbox:
             same_instant_share,
         )
         self.plan = FaultPlan()
+        # Fields the docs do not list, added to answers and truth (evolution.py).
+        self.evolution = Evolution()
         # List answers wrong in what they say: repeated rows, empty pages, bad text.
         self.quirks = Quirks(self.dataset)
         self.max_history_limit: int | None = None
@@ -439,7 +444,15 @@ class Sandbox:
 
     # data
     def truth(self) -> list[dict]:
-        return self.dataset.truth()
+        return self.evolution.truth(self.dataset.truth())
+
+    def add_fields(
+        self, level: str, fields: t.Mapping[str, str] | None = None, **where: t.Any
+    ) -> dict[str, str]:
+        """The API starts sending fields the docs do not list, at `level` ("receivable",
+        "entry" or "change"); `fields` (name -> JSON kind) defaults to one of every kind;
+        `where`: `share=0.3`, or `ids=[...]`, and `seed` (see evolution.Evolution.add)."""
+        return self.evolution.add(level, fields, **where).fields
 
     def mutate(
         self,

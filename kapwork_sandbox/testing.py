@@ -9,6 +9,10 @@
 - `digest` / `truth_digest`: one short hash of what a load holds, and of what it must hold
   (the sandbox answers the latter at `/_sandbox/digest`: a million receivables' truth is
   too large to send).
+- `as_emitted` / `expected_history_extras`: where the fields the docs do not list
+  (`Sandbox.add_fields`) must arrive: the catch-all columns.
+- `meltano_project`: a copy of the Meltano project with its own `.meltano/run`, running
+  the plugins `make meltano` installed.
 
 No pytest here: benchmarks and scripts import it too, and it ships with the sandbox.
 """
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kapwork_sandbox.data import parse_moment
+from kapwork_sandbox.evolution import DOCUMENTED
 
 # The commands of the running interpreter's environment.
 TAP = str(Path(sys.executable).with_name("tap-kapwork"))
@@ -68,6 +73,38 @@ class SandboxProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# --- a Meltano project of its own ---------------------------------------------------------
+
+
+def meltano_project(repository: Path, destination: Path, plugins: t.Sequence[str] = ()) -> Path:
+    """`destination`: the project in `repository` as a fresh clone has it (the files git
+    tracks, plus new ones not ignored), so its `.meltano/run` (state file, cached catalog)
+    and `.meltano/batches` are its own. Each of `plugins` ("extractors/tap-kapwork",
+    "loaders/target-postgres", ...) runs from the virtualenv `make meltano` installed in
+    `repository`, linked: run Meltano with MELTANO_AUTO_INSTALL=false. RuntimeError when
+    git or a plugin is missing."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=repository,
+        capture_output=True,
+        check=False,
+    )
+    if listed.returncode != 0:
+        raise RuntimeError(f"the project is copied with git: {listed.stderr.decode()}")
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        source = repository / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    for plugin in plugins:
+        venv = repository / ".meltano" / plugin / "venv"
+        if not venv.exists():
+            raise RuntimeError(f"{venv} is missing: run `make meltano`.")
+        (destination / ".meltano" / plugin).mkdir(parents=True)
+        (destination / ".meltano" / plugin / "venv").symlink_to(venv)
+    return destination
 
 
 # --- a throwaway PostgreSQL -------------------------------------------------------------
@@ -387,3 +424,45 @@ def updated_since(truth: list[dict], since: dt.datetime) -> set[str]:
 def changes_since(truth: list[dict], since: dt.datetime) -> set[tuple]:
     """Expected history rows changed at or after `since`."""
     return {row for row in expected_history_rows(truth) if parse_moment(row[1]) >= since}
+
+
+# --- truth -> where undeclared fields arrive ----------------------------------------------
+
+
+def as_emitted(receivable: dict) -> dict:
+    """A truth receivable as a `receivables` RECORD: its documented fields (not `history`),
+    and every key the docs do not list in `extra_fields`, as the API sent it."""
+    documented = DOCUMENTED["receivable"]
+    record = {k: v for k, v in receivable.items() if k in documented and k != "history"}
+    extra = {k: v for k, v in receivable.items() if k not in documented}
+    if extra:
+        record["extra_fields"] = extra
+    return record
+
+
+def expected_history_extras(truth: list[dict]) -> dict[tuple, tuple]:
+    """History key -> (entry_extra_fields, change_extra_fields), each None when the entry
+    or the change has no key the docs do not list."""
+    expected = {}
+    for rec in truth:
+        for entry in rec.get("history") or []:
+            entry_extra = {k: v for k, v in entry.items() if k not in DOCUMENTED["entry"]}
+            for name, change in entry["changes"].items():
+                extra = {k: v for k, v in change.items() if k not in DOCUMENTED["change"]}
+                digest = change_hash(change.get("from"), change.get("to"))
+                expected[rec["id"], entry["changed_at"], name, digest] = (
+                    entry_extra or None,
+                    extra or None,
+                )
+    return expected
+
+
+def emitted_history_extras(records: list[dict]) -> dict[tuple, tuple]:
+    """The same mapping from `receivable_history` RECORDs."""
+    return {
+        (r["receivable_id"], r["changed_at"], r["field"], r["change_hash"]): (
+            r.get("entry_extra_fields"),
+            r.get("change_extra_fields"),
+        )
+        for r in records
+    }

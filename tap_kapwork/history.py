@@ -20,6 +20,7 @@ import msgspec
 from tap_kapwork.errors import BadRequestError, KapworkError, NotFoundError
 from tap_kapwork.records import SchemaViolationError, is_date_time
 from tap_kapwork.timestamps import parse_timestamp, utc_date_time
+from tap_kapwork.undeclared import CHANGE_EXTRAS, ENTRY_EXTRAS, HistoryCatchAlls, history_catch_alls
 
 if t.TYPE_CHECKING:
     import datetime as dt
@@ -168,17 +169,23 @@ class HistoryCompleter:
 
 
 def history_rows(
-    receivable_id: str, history: list[dict], since: dt.datetime | None
+    receivable_id: str,
+    history: list[dict],
+    since: dt.datetime | None,
+    catch_alls: HistoryCatchAlls | None = None,
 ) -> Iterator[dict[str, t.Any]]:
     """One row per changed field per history entry at or after `since` (inclusive).
 
     Every row validates against the stream's schema (see records.py): `changed_at` is
     an RFC 3339 date-time, emitted in UTC with `Z` (`utc_date_time`), or the run stops;
     values are plain (`plain_value`), date-times among them kept as the API wrote them.
+    Keys of an entry or a change beyond the documented ones go to `catch_alls` (see
+    undeclared.py; by default kept without a warning).
     """
     # The hot path of a full sync (a row per changed field): names bound locally, and the
     # hash of a change seen before (most status moves) looked up, not recomputed.
     hashes, canonical, plain = _hashes, _canonical, PLAIN
+    entry_extras, change_extras = catch_alls or history_catch_alls()
     for entry in history:
         if type(entry) is dict:
             changes, changed_at = entry.get("changes"), entry.get("changed_at")
@@ -201,9 +208,15 @@ def history_rows(
         changed_at = utc
         if since is not None and parse_timestamp(changed_at) < since:
             continue
+        # Undeclared keys are rare: only an entry or a change with other keys than the
+        # documented two goes to its catch-all (undeclared.py).
+        entry_extra = entry_extras(entry, receivable_id) if len(entry) != 2 else None
         for field, change in changes.items():
+            change_extra = None
             if type(change) is dict:
                 before, after = change.get("from"), change.get("to")
+                if len(change) != 2 or "to" not in change or "from" not in change:
+                    change_extra = change_extras(change, receivable_id)
             else:
                 before, after = None, change
             if type(before) not in plain:
@@ -214,7 +227,7 @@ def history_rows(
             digest = hashes.get(text)
             if digest is None:
                 digest = _hash_of(text)
-            yield {
+            row = {
                 "receivable_id": receivable_id,
                 "changed_at": changed_at,
                 "field": field,
@@ -222,6 +235,11 @@ def history_rows(
                 "from_value": before,
                 "to_value": after,
             }
+            if entry_extra is not None:
+                row[ENTRY_EXTRAS] = entry_extra
+            if change_extra is not None:
+                row[CHANGE_EXTRAS] = change_extra
+            yield row
 
 
 PLAIN = frozenset({str, int, bool, type(None)})

@@ -6,6 +6,7 @@ import datetime as dt
 import gzip
 import itertools
 import os
+import re
 import sys
 import time
 import typing as t
@@ -19,13 +20,14 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
 # and SDKBatchMessage is the BATCH message the SDK itself writes; neither is re-exported.
 from singer_sdk.helpers._batch import BatchConfig, SDKBatchMessage
 from singer_sdk.mapper import SameRecordTransform
-from singer_sdk.singerlib import SingerMessageType
+from singer_sdk.singerlib import SingerMessageType, StateMessage
 from upath import UPath
 
 from tap_kapwork.client import override
 from tap_kapwork.errors import LoaderStoppedReadingError
 
 if t.TYPE_CHECKING:
+    import logging
     from collections.abc import Iterable
 
     from singer_sdk import Stream
@@ -76,6 +78,11 @@ class _BatchFile:
         self._stack.close()
 
 
+# A run's folder: when it started (UTC, sortable as text) and a random part.
+RUN_ID = re.compile(r"\d{8}T\d{12}Z-[0-9a-f]{6}")
+LINEAGE_ID = re.compile(r"[0-9a-f]{12}")
+
+
 class BatchFiles:
     """Records as gzip JSON Lines BATCH files, one open file per stream.
 
@@ -84,15 +91,89 @@ class BatchFiles:
     batching happens here, where every record passes. A file is closed and its BATCH
     message written when it holds `batch_size` records, and before any other message
     (SCHEMA, STATE): a STATE never reaches the target before the files it covers.
+
+    Files go to <root>/<prefix><tap>-<lineage>/<run>/<stream>-<n>.json.gz. Every STATE
+    carries {"lineage": …, "run": …} under "batch_files", and a run given a state keeps
+    its lineage. Meltano 4.4.1 tells a plugin neither its state ID nor its job name, so
+    the lineage travels in the state; a run without one (the first, or after a run killed
+    before its STATE came back) takes `first_lineage`, which the tap derives from the
+    Meltano project, environment and extractor and the settings (see
+    tap.batch_lineage): two jobs that may run at once differ in one of those.
     """
 
-    def __init__(self, config: BatchConfig, tap_name: str) -> None:
+    STATE_KEY = "batch_files"
+
+    def __init__(
+        self,
+        config: BatchConfig,
+        tap_name: str,
+        committed: t.Any,
+        first_lineage: str,
+        logger: logging.Logger,
+    ) -> None:
         self.config = config
-        self._root: UPath | None = None
-        self._prefix = f"{config.storage.prefix or ''}{tap_name}--"
-        self._run = uuid.uuid4().hex[:12]
+        self.logger = logger
+        marker = committed if isinstance(committed, dict) else {}
+        lineage, run = marker.get("lineage"), marker.get("run")
+        if committed is not None and not (
+            isinstance(lineage, str)
+            and LINEAGE_ID.fullmatch(lineage)
+            and isinstance(run, str)
+            and RUN_ID.fullmatch(run)
+        ):
+            logger.warning(
+                'The state\'s "%s" is not one this tap wrote: no older BATCH files are '
+                "removed this run (delete them by hand from %s).",
+                self.STATE_KEY,
+                config.storage.root,
+            )
+            lineage = run = None
+        self.lineage: str = lineage or first_lineage
+        self._committed_run: str | None = run
+        now = dt.datetime.now(dt.timezone.utc)
+        self.run = f"{now:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:6]}"
+        root = UPath(config.storage.root, **config.storage.params)
+        self.folder = root / f"{config.storage.prefix or ''}{tap_name}-{self.lineage}"
+        self._run_folder: UPath | None = None
+        self._started = False
         self._open: dict[str, _BatchFile] = {}
         self._numbers: dict[str, int] = {}
+
+    @property
+    def marker(self) -> dict[str, str]:
+        """What every STATE of this run carries under STATE_KEY."""
+        return {"lineage": self.lineage, "run": self.run}
+
+    def start(self) -> None:
+        """Once, before the run's first message (so never in `--discover`)."""
+        if self._started:
+            return
+        self._started = True
+        removed = self.remove_committed()
+        if removed:
+            self.logger.info(
+                "Removed the BATCH files of %d earlier run(s) the loader has committed from %s.",
+                len(removed),
+                self.folder,
+            )
+
+    def remove_committed(self) -> list[str]:
+        """Remove this lineage's run folders older than the run that wrote the STATE this
+        run was given. Meltano hands a run the last STATE the loader emitted, and the
+        loader emits a STATE only once it has committed everything before it: so that run
+        got through, and the older runs had ended before it started (Meltano runs one job
+        per state ID at a time); their files were committed, or, for a run killed before
+        its STATE, their rows were read again by a later run. The folder of the run that
+        wrote the STATE stays until the next run: a run killed after a STATE may have left
+        a loader reading its last files. Returns the names removed."""
+        if self._committed_run is None or not self.folder.exists():
+            return []
+        removed = []
+        for path in sorted(self.folder.iterdir(), key=lambda p: p.name):
+            if RUN_ID.fullmatch(path.name) and path.name < self._committed_run:
+                path.fs.rm(path.path, recursive=True)
+                removed.append(path.name)
+        return removed
 
     def add(self, stream: str, records: Iterable[dict[str, t.Any]]) -> tuple[int, list[Message]]:
         """Write records to the stream's file; returns (count, BATCH messages of full files)."""
@@ -112,11 +193,10 @@ class BatchFiles:
 
     def _new_file(self, stream: str) -> _BatchFile:
         number = self._numbers[stream] = self._numbers.get(stream, 0) + 1
-        name = f"{self._prefix}{stream}-{self._run}-{number}.json.gz"
-        if self._root is None:
-            self._root = UPath(self.config.storage.root, **self.config.storage.params)
-            self._root.mkdir(parents=True, exist_ok=True)
-        file = self._open[stream] = _BatchFile(self._root, name)
+        if self._run_folder is None:
+            self._run_folder = self.folder / self.run
+            self._run_folder.mkdir(parents=True, exist_ok=True)
+        file = self._open[stream] = _BatchFile(self._run_folder, f"{stream}-{number}.json.gz")
         return file
 
     def _close(self, stream: str) -> Message:
@@ -139,19 +219,24 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         self.batches: BatchFiles | None = None
         self.stdout_closed = False
 
-    def use_batches(self, config: BatchConfig, tap_name: str) -> None:
+    def use_batches(self, batches: BatchFiles) -> None:
         """From now on, records go to BATCH files instead of RECORD messages."""
-        self.batches = BatchFiles(config, tap_name)
+        self.batches = batches
 
     @override
     def write_message(self, message: Message) -> None:
         if self.batches is not None:
+            self.batches.start()
             if message.type == SingerMessageType.RECORD:
                 # The SDK's record path (deselected properties): the record as mapped.
                 record = t.cast(t.Any, message)
                 self._write_batch_messages(self.batches.add(record.stream, (record.record,))[1])
                 return
             self._write_batch_messages(self.batches.close_all())
+            if message.type == SingerMessageType.STATE:
+                value = {**t.cast(StateMessage, message).value}
+                value[BatchFiles.STATE_KEY] = self.batches.marker
+                message = StateMessage(value=value)
         self._pending += self.format_message(message)
         if message.type != SingerMessageType.RECORD or len(self._pending) >= FLUSH_BYTES:
             self.flush()

@@ -16,6 +16,14 @@ from tap_kapwork.client import KapworkStream, override
 from tap_kapwork.output import BufferedMsgSpecWriter, LeanRecordPath
 from tap_kapwork.records import ReceivableConformer
 from tap_kapwork.sync import ListingSync
+from tap_kapwork.undeclared import (
+    CHANGE_EXTRAS,
+    ENTRY_EXTRAS,
+    RECEIVABLE_EXTRAS,
+    CatchAll,
+    HistoryCatchAlls,
+    history_catch_alls,
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -36,7 +44,8 @@ INT64 = th.IntegerType(minimum=-(2**63), maximum=2**63 - 1)
 
 
 def free_form_object() -> th.CustomType:
-    """An object whose keys are open-ended and vary per portal (`metadata`): one JSON
+    """An object whose keys are open-ended and vary per portal (`metadata`), or per API
+    version (the catch-alls of fields the tap does not declare, undeclared.py): one JSON
     column everywhere, flattened or not.
 
     Declared with no `properties` at all (not an empty `"properties": {}`): the SDK's
@@ -98,9 +107,16 @@ class ReceivablesStream(LeanRecordPath, KapworkStream):
         th.Property(
             "metadata", free_form_object(), description="The portal's fields, as the API sent them"
         ),
+        th.Property(
+            RECEIVABLE_EXTRAS,
+            free_form_object(),
+            description="Fields the API sent that the tap does not declare, name -> value",
+        ),
     ).to_dict()
 
-    _FIELDS = frozenset(schema["properties"])
+    # The API's fields the tap declares; `history` has a stream of its own.
+    _FIELDS = frozenset(schema["properties"]) - {RECEIVABLE_EXTRAS}
+    _KNOWN = _FIELDS | {"history"}
 
     @property
     @override
@@ -127,10 +143,27 @@ class ReceivablesStream(LeanRecordPath, KapworkStream):
                 self.logger.info("HTTP retries: %s", self.retry_stats.summary())
 
     def project(self, row: dict) -> dict:
-        # Only schema fields: `history` travels in its own stream, and fields the API
-        # adds later must not reach targets that have no column for them. Each value is
-        # checked against the schema (records.py): every RECORD validates against it.
-        return self._conform(row)
+        # The schema's fields, each value checked against the schema (records.py): every
+        # RECORD validates against it. `history` travels in its own stream; fields the
+        # API adds later go to `extra_fields` (undeclared.py).
+        record = self._conform(row)
+        # Most rows carry no undeclared key: comparing key counts finds those that may.
+        if len(row) != len(record) + ("history" in row):
+            extras = self._extras(row, row.get("id"))
+            if extras is not None:
+                record[RECEIVABLE_EXTRAS] = extras
+        return record
+
+    @cached_property
+    def _extras(self) -> CatchAll:
+        return CatchAll(
+            "receivables",
+            "a key of a receivable",
+            self._KNOWN,
+            f"receivables.{RECEIVABLE_EXTRAS}",
+            kept=self.mask.get(("properties", RECEIVABLE_EXTRAS), True),
+            logger=self.logger,
+        )
 
     @cached_property
     def _conform(self) -> ReceivableConformer:
@@ -181,6 +214,16 @@ class ReceivableHistoryStream(LeanRecordPath, Stream):
         ),
         th.Property("from_value", HISTORY_VALUE, description="Value before the change"),
         th.Property("to_value", HISTORY_VALUE, description="Value after the change"),
+        th.Property(
+            ENTRY_EXTRAS,
+            free_form_object(),
+            description="Keys of the history entry beyond changed_at and changes",
+        ),
+        th.Property(
+            CHANGE_EXTRAS,
+            free_form_object(),
+            description="Keys of this field's change beyond from and to",
+        ),
     ).to_dict()
 
     _schema_written = False
@@ -195,6 +238,16 @@ class ReceivableHistoryStream(LeanRecordPath, Stream):
         if not self._schema_written:
             self._write_schema_message()
             self._schema_written = True
+
+    @cached_property
+    def catch_alls(self) -> HistoryCatchAlls:
+        """Where the keys of history entries and changes that the tap does not declare go."""
+        selected = self.mask.get
+        return history_catch_alls(
+            entry_kept=selected(("properties", ENTRY_EXTRAS), True),
+            change_kept=selected(("properties", CHANGE_EXTRAS), True),
+            logger=self.logger,
+        )
 
     @override
     def get_records(self, context: Context | None) -> Iterator[dict[str, t.Any]]:

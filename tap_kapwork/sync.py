@@ -262,7 +262,9 @@ class ListingSync:
                     # The same bound the completer used on the worker: history_since
                     # depends only on the row (its newest change survives completion).
                     since = bounds.history and history_since(row, bounds.history, moment)
-                    rows = history_rows(row["id"], row.get("history") or [], since)
+                    rows = history_rows(
+                        row["id"], row.get("history") or [], since, history.catch_alls
+                    )
                     emitted = history.write_records(rows)
                     history_count.increment(emitted)
                     progress.history_rows += emitted

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import ipaddress
 import json
+import os
 import re
 import sys
 import typing as t
@@ -17,6 +19,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
+from tap_kapwork.catalog import complete_catalog
 from tap_kapwork.client import RateLimitGate, RetryStats, override
 from tap_kapwork.errors import (
     KapworkError,
@@ -32,6 +35,7 @@ from tap_kapwork.inputs import (
     read_config_files,
 )
 from tap_kapwork.output import (
+    BatchFiles,
     BufferedMsgSpecWriter,
     batch_config,
     batch_config_errors,
@@ -45,6 +49,7 @@ if t.TYPE_CHECKING:
 
     import click
     from singer_sdk import Stream
+    from singer_sdk.singerlib import Catalog
 
 STRING_LIST = th.ArrayType(th.StringType)
 # A key is one token of visible ASCII: anything else is a copy-and-paste accident.
@@ -211,7 +216,23 @@ class TapKapwork(Tap):
             check_config(self.config)
         batches = batch_config(self.config)
         if batches is not None and isinstance(self.message_writer, BufferedMsgSpecWriter):
-            self.message_writer.use_batches(batches, self.name)
+            committed = getattr(self, "_committed_batch_files", None)
+            lineage = batch_lineage(self.name, self.config, os.environ)
+            self.message_writer.use_batches(
+                BatchFiles(batches, self.name, committed, lineage, self.logger)
+            )
+
+    @property
+    @override
+    def input_catalog(self) -> Catalog | None:
+        """The catalog passed in, with the properties an older catalog lacks added (see
+        catalog.complete_catalog)."""
+        catalog = super().input_catalog
+        if catalog is not None and not getattr(self, "_input_catalog_completed", False):
+            self._input_catalog_completed = True
+            schemas = {stream.name: stream.schema for stream in self.discover_streams()}
+            complete_catalog(catalog, schemas, self.logger)
+        return catalog
 
     @override
     def discover_streams(self) -> list[Stream]:
@@ -227,6 +248,8 @@ class TapKapwork(Tap):
             s.name: str(s.replication_key) for s in (ReceivablesStream, ReceivableHistoryStream)
         }
         check_state(state, keys, self.logger)
+        # Which run's BATCH files the loader has committed (see output.BatchFiles).
+        self._committed_batch_files = state.get(BatchFiles.STATE_KEY)
         super().load_state(state)
 
     @classmethod
@@ -368,6 +391,27 @@ def check_config(config: t.Mapping[str, t.Any]) -> None:
     errors += batch_config_errors(config)
     if errors:
         raise ConfigValidationError("Config validation failed", errors=errors)
+
+
+def batch_lineage(
+    tap_name: str, config: t.Mapping[str, t.Any], environ: t.Mapping[str, str]
+) -> str:
+    """The BATCH files' lineage of a run given no state of an earlier BATCH run: the same
+    for every such run of one pipeline, so a run killed before its STATE came back leaves
+    its files where the next run of that pipeline removes them; different for pipelines
+    that may run at once (Meltano 4.4.1 cannot run one extractor of one project twice at
+    once: both would share .meltano/run/<extractor>/)."""
+    identity = {
+        "tap": tap_name,
+        # Set by Meltano for every plugin it runs.
+        "meltano": [
+            environ.get(name, "")
+            for name in ("MELTANO_PROJECT_ROOT", "MELTANO_ENVIRONMENT", "MELTANO_EXTRACTOR_NAME")
+        ],
+        "config": {k: v for k, v in config.items() if k not in ("api_key", "batch_config")},
+    }
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _is_loopback(host: str) -> bool:

@@ -6,8 +6,10 @@ import datetime as dt
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import tempfile
+import textwrap
 import types
 import typing as t
 import urllib.parse
@@ -165,3 +167,13 @@ def script(name: str) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def readme_block(section: str, language: str, containing: str) -> str:
+    """The one fenced `language` block of README section `section` holding `containing`,
+    dedented: tests run what the README shows."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(rf"```{language}\n(.*?)```", body, flags=re.DOTALL)
+    (block,) = [textwrap.dedent(b) for b in blocks if containing in b]
+    return block

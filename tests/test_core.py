@@ -18,6 +18,9 @@ from tap_kapwork.tap import TapKapwork
 # The SDK builds the test class at import time, so the sandbox must already be up.
 _SANDBOX = Sandbox(receivables=300, seed=3, api_key=API_KEY).start()
 atexit.register(_SANDBOX.stop)
+# Fields the docs do not list, so that the catch-all columns hold values to test.
+for _level in ("receivable", "entry", "change"):
+    _SANDBOX.add_fields(_level, share=0.2)
 
 TestTapKapwork = get_tap_test_class(
     tap_class=TapKapwork,

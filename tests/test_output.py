@@ -147,8 +147,9 @@ def test_batch_files_hold_exactly_the_records_and_precede_every_state(sandbox, t
     # A BATCH is written as soon as its file is closed, and every file is closed before
     # any STATE: no STATE can run ahead of the records it covers.
     assert max(i for i, kind in enumerate(kinds) if kind == "BATCH") < len(kinds) - 1
-    assert len(list(tmp_path.iterdir())) == len(batches)
-    assert run.state == by_record.state
+    assert len(list(tmp_path.rglob("*.json.gz"))) == len(batches)
+    assert run.state is not None
+    assert {k: v for k, v in run.state.items() if k != "batch_files"} == by_record.state
 
 
 def test_batch_config_with_stream_maps_is_one_clear_error(sandbox, tmp_path):
@@ -162,6 +163,82 @@ def test_batch_config_with_stream_maps_is_one_clear_error(sandbox, tmp_path):
     (line,) = run.error_lines
     assert "batch_config cannot be combined with stream_maps or flattening_enabled" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def _run_folders(root: Path) -> dict[str, list[str]]:
+    """Lineage folder -> its run folders, sorted."""
+    return {lineage.name: sorted(r.name for r in lineage.iterdir()) for lineage in root.iterdir()}
+
+
+def test_each_run_removes_the_batch_files_the_loader_has_committed(sandbox, tmp_path):
+    """A run given the STATE of run n removes the folders of runs before n; n's own
+    folder stays one run longer; a run whose STATE never came back (killed) goes once a
+    later STATE has."""
+    config = tap_config(sandbox, batch_config=_batch_config(tmp_path))
+    killed_first = run_tap(config)  # its STATE never came back: the next run has none
+    first = run_tap(config)
+    assert first.state is not None
+    assert killed_first.state is not None
+    marker = first.state["batch_files"]
+    assert killed_first.state["batch_files"]["lineage"] == marker["lineage"]
+    ((lineage, runs),) = _run_folders(tmp_path).items()
+    assert runs == sorted([killed_first.state["batch_files"]["run"], marker["run"]])
+    assert lineage.endswith(marker["lineage"])
+
+    second = run_tap(config, state=first.state)
+    assert second.state is not None
+    assert second.state["batch_files"]["lineage"] == marker["lineage"]
+    # The killed first run was older than the run whose STATE came back: removed.
+    assert _run_folders(tmp_path)[lineage] == [marker["run"], second.state["batch_files"]["run"]]
+
+    # A run killed before its STATE reached Meltano: the next run gets the second's.
+    killed = run_tap(config, state=second.state)
+    assert killed.state is not None
+    state = second.state
+    for _ in range(3):
+        run = run_tap(config, state=state)
+        assert run.state is not None
+        state = run.state
+        assert len(_run_folders(tmp_path)[lineage]) <= 3
+    runs = _run_folders(tmp_path)[lineage]
+    assert killed.state["batch_files"]["run"] not in runs
+    assert killed_first.state["batch_files"]["run"] not in runs
+    assert len(runs) == 2  # the run that wrote the STATE, and the last one
+    assert runs[-1] == state["batch_files"]["run"]
+    assert "Removed the BATCH files of" in run.stderr
+
+
+def test_two_pipelines_never_remove_each_others_batch_files(sandbox, tmp_path):
+    """Two partitions (their own vendors) with one storage root, run after run."""
+    vendors = sorted({r["vendor"]["id"] for r in sandbox.truth()})
+    configs = [
+        tap_config(sandbox, vendor_ids=part, batch_config=_batch_config(tmp_path))
+        for part in (vendors[::2], vendors[1::2])
+    ]
+    states = [run_tap(config).state for config in configs]
+    for _ in range(3):
+        states = [run_tap(c, state=state).state for c, state in zip(configs, states, strict=True)]
+    lineages = _run_folders(tmp_path)
+    assert len(lineages) == 2
+    for state in states:
+        assert state is not None
+        (runs,) = [
+            r for name, r in lineages.items() if name.endswith(state["batch_files"]["lineage"])
+        ]
+        assert len(runs) == 2
+        assert runs[-1] == state["batch_files"]["run"]
+
+
+def test_a_batch_marker_the_tap_did_not_write_removes_nothing(sandbox, tmp_path):
+    config = tap_config(sandbox, batch_config=_batch_config(tmp_path))
+    first = run_tap(config)
+    assert first.state is not None
+    forged = {**first.state, "batch_files": {"lineage": "../..", "run": "x"}}
+    run = run_tap(config, state=forged)
+    assert 'The state\'s "batch_files" is not one this tap wrote' in run.stderr
+    ((_, runs),) = _run_folders(tmp_path).items()
+    assert runs[0] == first.state["batch_files"]["run"]  # nothing removed
+    assert len(runs) == 2
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,9 @@ def test_discover_describes_both_streams(sandbox):
     assert props["updated_at"]["format"] == "date-time"
     assert props["vendor"]["properties"].keys() == {"id", "name"}
     assert props["metadata"]["additionalProperties"] is True
+    # Catch-alls of fields the API adds (tests/test_undeclared.py), declared like metadata.
+    assert props["extra_fields"]["type"] == props["metadata"]["type"]
+    assert props["extra_fields"]["additionalProperties"] is True
     assert "history" not in props
     history = streams["receivable_history"]
     assert history["key_properties"] == ["receivable_id", "changed_at", "field", "change_hash"]
@@ -137,7 +140,12 @@ def test_discover_describes_both_streams(sandbox):
         "change_hash",
         "from_value",
         "to_value",
+        "entry_extra_fields",
+        "change_extra_fields",
     }
+    for name in ("entry_extra_fields", "change_extra_fields"):
+        assert history["schema"]["properties"][name]["type"] == props["metadata"]["type"]
+        assert history["schema"]["properties"][name]["additionalProperties"] is True
     assert sandbox.requests == [], "discovery must not call the API"
 
 

@@ -7,18 +7,29 @@ compared with the truth field by field.
 
 from __future__ import annotations
 
-import datetime as dt
+import contextlib
 import json
+import os
+import shlex
+import signal
+import subprocess
+import time
 import typing as t
 
-import psycopg
+import pytest
 import yaml
-from e2e_helpers import ROOT, loader, pipe
+from e2e_helpers import (
+    MELTANO,
+    ROOT,
+    assert_equals_truth,
+    conninfo,
+    load_postgres,
+    loader,
+    meltano,
+    pipe,
+    postgres_project,
+)
 from helpers import tap_config
-from psycopg.rows import dict_row
-
-from kapwork_sandbox.testing import expected_history_rows
-from tap_kapwork.timestamps import parse_timestamp
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -37,63 +48,10 @@ def _project_settings() -> dict[str, t.Any]:
     return settings
 
 
-def _conninfo(postgres: dict) -> str:
-    params = {**postgres, "dbname": postgres["database"]}
-    return " ".join(f"{k}={v}" for k, v in params.items() if k != "database" and v != "")
-
-
-def _rows(conninfo: str, schema: str, table: str, order: str) -> list[dict]:
-    """Every row, every column but the loader's own _sdc_ metadata."""
-    with psycopg.connect(conninfo, row_factory=dict_row) as conn:
-        rows = conn.execute(f"select * from {schema}.{table} order by {order}").fetchall()
-    return [{k: v for k, v in row.items() if not k.startswith("_sdc_")} for row in rows]
-
-
-def _load(conninfo: str, schema: str) -> dict[str, list[dict]]:
-    return {
-        "receivables": _rows(conninfo, schema, "receivables", "id"),
-        "receivable_history": _rows(
-            conninfo, schema, "receivable_history", "receivable_id, changed_at, field"
-        ),
-    }
-
-
-def _plain(value: t.Any) -> t.Any:
-    if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=None)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
-
-
-def _assert_equals_truth(loaded: dict[str, list[dict]], truth: list[dict]) -> None:
-    receivables = {row["id"]: row for row in loaded["receivables"]}
-    assert len(receivables) == len(loaded["receivables"]) == len(truth)
-    timestamps = ("detected_at", "updated_at", "estimated_next_update_at")
-    for rec in truth:
-        row = receivables[rec["id"]]
-        for field, value in rec.items():
-            if field == "history":
-                continue
-            if field in timestamps and value is not None:
-                value = parse_timestamp(value).replace(tzinfo=None)
-            assert _plain(row[field]) == value, (rec["id"], field)
-    history = {
-        (r["receivable_id"], _plain(r["changed_at"]), r["field"])
-        for r in loaded["receivable_history"]
-    }
-    expected = {
-        (rid, parse_timestamp(changed_at).replace(tzinfo=None), field)
-        for rid, changed_at, field, _, _ in expected_history_rows(truth)
-    }
-    assert len(loaded["receivable_history"]) == len(expected)
-    assert history == expected
-
-
 def test_batch_and_record_loads_are_identical(
     e2e_sandbox: Sandbox, postgres: dict, tmp_path: Path
 ) -> None:
-    conninfo = _conninfo(postgres)
+    dsn = conninfo(postgres)
     target = loader("target-postgres")
     batch_config = {
         "encoding": {"format": "jsonl", "compression": "gzip"},
@@ -115,9 +73,9 @@ def test_batch_and_record_loads_are_identical(
     }
     assert list((tmp_path / "batches").iterdir()), "the BATCH run wrote no files"
     truth = e2e_sandbox.truth()
-    by_record, by_batch = _load(conninfo, "by_record"), _load(conninfo, "by_batch")
+    by_record, by_batch = load_postgres(dsn, "by_record"), load_postgres(dsn, "by_batch")
     assert by_batch == by_record
-    _assert_equals_truth(by_record, truth)
+    assert_equals_truth(by_record, truth)
 
     # Incremental, from each run's own STATE: updates land in place in both.
     e2e_sandbox.mutate(40)
@@ -130,6 +88,114 @@ def test_batch_and_record_loads_are_identical(
         state=states["by_batch"],
     )
     truth = e2e_sandbox.truth()
-    by_record, by_batch = _load(conninfo, "by_record"), _load(conninfo, "by_batch")
+    by_record, by_batch = load_postgres(dsn, "by_record"), load_postgres(dsn, "by_batch")
     assert by_batch == by_record
-    _assert_equals_truth(by_record, truth)
+    assert_equals_truth(by_record, truth)
+
+
+# --- `meltano run tap-kapwork-batch target-postgres`: BATCH by default into PostgreSQL -----
+
+BATCH_RUN = "meltano run tap-kapwork-batch target-postgres"
+
+
+def _run_folders(project: Path) -> list[str]:
+    """The run folders under the one lineage of .meltano/batches."""
+    root = project / ".meltano" / "batches"
+    lineages = list(root.iterdir()) if root.exists() else []
+    assert len(lineages) <= 1, lineages
+    return sorted(p.name for lineage in lineages for p in lineage.iterdir())
+
+
+def test_tap_kapwork_batch_is_batch_and_tap_kapwork_is_not():
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    extractors = {p["name"]: p for p in project["plugins"]["extractors"]}
+    assert "batch_config" not in extractors["tap-kapwork"].get("config", {})  # target-duckdb
+    batch = extractors["tap-kapwork-batch"]
+    assert batch["inherit_from"] == "tap-kapwork"
+    assert batch["config"]["batch_config"]["storage"]["root"].startswith("file://")
+    assert BATCH_RUN in (ROOT / "README.md").read_text()
+
+
+def test_ten_batch_runs_load_the_truth_and_leave_two_runs_of_files(
+    e2e_sandbox: Sandbox, postgres: dict, tmp_path: Path
+) -> None:
+    project, env = postgres_project(tmp_path, e2e_sandbox, postgres, "batch_ten_runs")
+    for run in range(10):
+        if run:
+            e2e_sandbox.mutate(20)
+            e2e_sandbox.insert(3)
+        meltano(*shlex.split(BATCH_RUN)[1:], env=env, cwd=project)
+        folders = _run_folders(project)
+        assert len(folders) == min(run + 1, 2), folders
+        assert list((project / ".meltano" / "batches").rglob("*.json.gz"))
+    assert_equals_truth(load_postgres(conninfo(postgres), "batch_ten_runs"), e2e_sandbox.truth())
+
+
+def _kill_mid_run(project: Path, env: dict[str, str]) -> str:
+    """Start the pipeline, kill -9 Meltano, the tap and the loader once the tap has
+    written two BATCH files; returns the killed run's folder."""
+    before = set(_run_folders(project))
+    log = project / "killed-run.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            # --force: a run killed before is marked failed only after 5 minutes
+            [str(MELTANO), "run", "--force", *shlex.split(BATCH_RUN)[2:]],
+            cwd=project,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            new = set(_run_folders(project)) - before
+            root = project / ".meltano" / "batches"
+            if new and len(list(root.rglob(f"{next(iter(new))}/*.json.gz"))) >= 2:
+                break
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.05)
+        else:
+            pytest.fail("the tap wrote no BATCH files within 120 s")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    (killed,) = new
+    return killed
+
+
+def test_kill_9_mid_run_then_resume_loses_nothing_and_duplicates_nothing(
+    e2e_sandbox: Sandbox, postgres: dict, tmp_path: Path
+) -> None:
+    project, env = postgres_project(tmp_path, e2e_sandbox, postgres, "batch_killed")
+    root = (project / ".meltano" / "batches").as_uri()
+    # Slow pages and small files: the run is still going when the files appear.
+    e2e_sandbox.set_faults(latency_ms=150)
+    env |= {
+        "TAP_KAPWORK_PAGE_SIZE": "100",
+        "TAP_KAPWORK_MAX_PARALLEL_REQUESTS": "1",
+        "TAP_KAPWORK_BATCH_BATCH_CONFIG": json.dumps(
+            {
+                "encoding": {"format": "jsonl", "compression": "gzip"},
+                "storage": {"root": root},
+                "batch_size": 300,
+            }
+        ),
+    }
+    dsn = conninfo(postgres)
+    killed = [_kill_mid_run(project, env)]  # the first run: nothing committed yet
+    # Meltano marks the killed job stale only after 5 minutes without a heartbeat.
+    meltano("run", "--force", *shlex.split(BATCH_RUN)[2:], env=env, cwd=project)
+    assert_equals_truth(load_postgres(dsn, "batch_killed"), e2e_sandbox.truth())
+
+    e2e_sandbox.mutate(60)
+    e2e_sandbox.insert(10)
+    killed.append(_kill_mid_run(project, env))  # an incremental run
+    meltano("run", "--force", *shlex.split(BATCH_RUN)[2:], env=env, cwd=project)
+    assert_equals_truth(load_postgres(dsn, "batch_killed"), e2e_sandbox.truth())
+
+    # Once a later run's STATE is committed, the killed runs' files go too.
+    meltano("run", "--force", *shlex.split(BATCH_RUN)[2:], env=env, cwd=project)
+    assert not set(killed) & set(_run_folders(project))
+    assert len(_run_folders(project)) == 2

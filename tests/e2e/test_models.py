@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 import pytest
-from e2e_helpers import ROOT, loader, meltano, pipe
+from e2e_helpers import ROOT, loader, meltano, meltano_env, pipe
 from helpers import API_KEY, tap_config
 from models_expected import aging_totals, debtor_medians, spells
 
@@ -35,8 +35,8 @@ MODELS = (
 )
 
 
-def dbt_build(adapter: str, env: dict[str, str], work: Path, as_of: dt.date) -> str:
-    """`dbt build` with the utility's own executable; returns its output (fails on errors).
+def dbt(adapter: str, command: str, *args: str, env: dict[str, str], work: Path) -> str:
+    """`dbt <command>` with the utility's own executable; returns its output (fails on errors).
 
     `work` holds dbt's target and logs; reusing it across builds lets dbt parse partially.
     """
@@ -46,15 +46,14 @@ def dbt_build(adapter: str, env: dict[str, str], work: Path, as_of: dt.date) -> 
     proc = subprocess.run(
         [
             str(executable),
-            "build",
+            command,
+            *args,
             "--project-dir",
             str(ROOT / "transform"),
             "--profiles-dir",
             str(ROOT / "transform" / "profiles" / adapter),
             "--target-path",
             str(work / f"dbt-target-{adapter}"),
-            "--vars",
-            json.dumps({"as_of_date": as_of.isoformat()}),
         ],
         env={**os.environ, "DBT_LOG_PATH": str(work / "dbt-logs"), **env},
         capture_output=True,
@@ -63,8 +62,15 @@ def dbt_build(adapter: str, env: dict[str, str], work: Path, as_of: dt.date) -> 
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-5000:]
-    assert "ERROR=0" in proc.stdout
     return proc.stdout
+
+
+def dbt_build(adapter: str, env: dict[str, str], work: Path, as_of: dt.date) -> str:
+    """`dbt build` as of a date; returns its output (fails on errors)."""
+    vars_ = json.dumps({"as_of_date": as_of.isoformat()})
+    output = dbt(adapter, "build", "--vars", vars_, env=env, work=work)
+    assert "ERROR=0" in output
+    return output
 
 
 def check_models(query: t.Callable[[str], list[tuple]], truth: list[dict], as_of: dt.date) -> None:
@@ -246,13 +252,14 @@ def test_meltano_run_with_dbt_build(adapter, request, tmp_path):
     Only the loader's variables are set: dbt must find the tables through them.
     """
     with Sandbox(receivables=120, seed=31, api_key=API_KEY, profile="realistic") as sandbox:
-        env = {
-            **os.environ,
-            "MELTANO_ENVIRONMENT": "dev",
-            "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
-            "TAP_KAPWORK_API_URL": sandbox.url,
-            "TAP_KAPWORK_API_KEY": API_KEY,
-        }
+        env = meltano_env(
+            sandbox,
+            tmp_path,
+            # dbt's target/ and logs/ of its own: not transform/target, which the other
+            # adapter's run (another pytest-xdist worker) writes at the same time.
+            DBT_TARGET_PATH=str(tmp_path / "dbt-target"),
+            DBT_LOG_PATH=str(tmp_path / "dbt-logs"),
+        )
         if adapter == "duckdb":
             database = tmp_path / "warehouse.duckdb"
             env["TARGET_DUCKDB_PATH"] = str(database)

@@ -17,6 +17,9 @@ import pytest
 from e2e_helpers import MELTANO, ROOT
 
 UV = MELTANO.parent / "uv"
+# One worker builds once: `python -m build` writes the repository's egg-info, which two
+# builds at once (pytest-xdist workers) would both write.
+pytestmark = pytest.mark.xdist_group("package")
 
 
 @pytest.fixture(scope="module")

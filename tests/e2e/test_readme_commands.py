@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
 import typing as t
 from pathlib import Path
 
 import duckdb
 import pytest
-from e2e_helpers import MELTANO, ROOT
+from e2e_helpers import MELTANO, ROOT, fresh_copy
 
 from kapwork_sandbox import Sandbox
 
@@ -65,24 +64,6 @@ def documented_commands(text: str) -> list[str]:
         if tokens and tokens[0] == "meltano" and _runs_here(tokens):
             commands.append(shlex.join(tokens))
     return commands
-
-
-def fresh_copy(destination: Path) -> Path:
-    """The project as a fresh clone has it: tracked files, plus new ones not yet ignored."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        check=False,
-    )
-    if listed.returncode != 0:
-        pytest.fail(f"this test copies the project with git: {listed.stderr.decode()}")
-    for name in filter(None, listed.stdout.decode().split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / name)
-    return destination
 
 
 def test_readme_lists_the_commands_users_need():

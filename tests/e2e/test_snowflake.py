@@ -18,7 +18,7 @@ import pytest
 from e2e_helpers import PLUGINS, pipe
 from helpers import tap_config
 
-from kapwork_sandbox.testing import expected_history_rows
+from kapwork_sandbox.testing import as_emitted, expected_history_rows
 from tap_kapwork.timestamps import parse_timestamp
 
 PYTHON = PLUGINS / "target-snowflake" / "venv" / "bin" / "python"
@@ -58,7 +58,8 @@ def _text(value: t.Any) -> str | None:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
-def test_into_snowflake_emulator_full_then_incremental(e2e_sandbox, tmp_path):
+def emulated_target(tmp_path: Path) -> tuple[str, Path, Path]:
+    """target-snowflake into fakesnow: (the executable, its config, the databases' folder)."""
     _check_emulator()
     db_dir = tmp_path / "fakesnow"
     db_dir.mkdir()
@@ -67,33 +68,51 @@ def test_into_snowflake_emulator_full_then_incremental(e2e_sandbox, tmp_path):
     target.chmod(0o755)
     target_config = tmp_path / "target-snowflake.json"
     target_config.write_text(json.dumps(TARGET_CONFIG))
+    return str(target), target_config, db_dir
+
+
+def query_loaded(db_dir: Path, *statements: str) -> list[list[list[t.Any]]]:
+    """Rows of each statement, run on the emulated databases in `db_dir`."""
+    proc = subprocess.run(
+        [str(PYTHON), str(RUNNER), str(db_dir), "query", json.dumps(statements)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return t.cast(list, json.loads(proc.stdout.splitlines()[-1]))
+
+
+def test_into_snowflake_emulator_full_then_incremental(e2e_sandbox, tmp_path):
+    target, target_config, db_dir = emulated_target(tmp_path)
 
     def query(*statements: str) -> list[list[list[t.Any]]]:
-        proc = subprocess.run(
-            [str(PYTHON), str(RUNNER), str(db_dir), "query", json.dumps(statements)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return json.loads(proc.stdout.splitlines()[-1])
+        return query_loaded(db_dir, *statements)
 
-    state = pipe(tap_config(e2e_sandbox), str(target), target_config)
+    state = pipe(tap_config(e2e_sandbox), target, target_config)
     first = _read(query)
     _check(e2e_sandbox.truth(), first)
 
     changed = e2e_sandbox.mutate(60)
     inserted = e2e_sandbox.insert(15)
-    pipe(tap_config(e2e_sandbox), str(target), target_config, state=state)
+    # Fields the docs do not list, seen for the first time: kept in extra_fields.
+    e2e_sandbox.add_fields(
+        "receivable", {"payment_reference": "string", "tags": "array"}, ids=changed
+    )
+    pipe(tap_config(e2e_sandbox), target, target_config, state=state)
     second = _read(query)
     truth = e2e_sandbox.truth()
     _check(truth, second)
+    (extras,) = query("select id, extra_fields from RECEIVABLES where extra_fields is not null")
     assert len(second["receivables"]) == len(first["receivables"]) + len(inserted) == 1515
     by_id = {r["id"]: r for r in truth}
     for rid in changed:  # upserted in place: the MERGE updated the row
         assert second["receivables"][rid][:2] == (by_id[rid]["status"], by_id[rid]["amount_cents"])
     assert any(first["receivables"][rid] != second["receivables"][rid] for rid in changed)
+    assert {rid: json.loads(value) for rid, value in extras} == {
+        rid: as_emitted(by_id[rid])["extra_fields"] for rid in changed
+    }
 
     types = second["types"]
     assert types["RECEIVABLES.AMOUNT_CENTS"] == ("NUMBER", 38, 0)  # an integer type
@@ -104,8 +123,15 @@ def test_into_snowflake_emulator_full_then_incremental(e2e_sandbox, tmp_path):
     ):
         assert types[column][0] == "TIMESTAMP_NTZ", column
     assert types["RECEIVABLES.DUE_DATE"][0] == "DATE"
-    for column in ("VENDOR", "DEBTOR", "METADATA"):
-        assert types[f"RECEIVABLES.{column}"][0] == "VARIANT", column
+    for column in (
+        "RECEIVABLES.VENDOR",
+        "RECEIVABLES.DEBTOR",
+        "RECEIVABLES.METADATA",
+        "RECEIVABLES.EXTRA_FIELDS",
+        "RECEIVABLE_HISTORY.ENTRY_EXTRA_FIELDS",
+        "RECEIVABLE_HISTORY.CHANGE_EXTRA_FIELDS",
+    ):
+        assert types[column][0] == "VARIANT", column
     print(
         f"\nSnowflake emulator: {len(second['receivables'])} receivables, "
         f"{sum(second['history'].values())} receivable_history rows"
