@@ -55,30 +55,34 @@ def with_nul(sandbox: Sandbox) -> dict[str, str]:
     return {"text": text, "vendor": vendor, "metadata": metadata, "history": history}
 
 
-def test_nul_in_text_jsonb_and_history_is_replaced_by_the_project_settings(postgres, tmp_path):
+# RECORD messages, and the BATCH files tap-kapwork-batch sends (the README's command for
+# PostgreSQL): the loader sanitizes both the same way.
+@pytest.mark.parametrize("extractor", ["tap-kapwork", "tap-kapwork-batch"])
+def test_nul_in_text_jsonb_and_history_is_replaced_by_the_project_settings(
+    postgres, tmp_path, extractor
+):
+    schema = SCHEMA if extractor == "tap-kapwork" else f"{SCHEMA}_batch"
     with Sandbox(receivables=40, seed=5, api_key=API_KEY) as sandbox:
         ids = with_nul(sandbox)
-        meltano(
-            "run", "tap-kapwork", "target-postgres", env=_env(sandbox, postgres, tmp_path, SCHEMA)
-        )
+        meltano("run", extractor, "target-postgres", env=_env(sandbox, postgres, tmp_path, schema))
         truth = sandbox.truth()
     with psycopg.connect(conninfo(postgres)) as conn:
-        (count,) = conn.execute(f"select count(*) from {SCHEMA}.receivables").fetchone() or (0,)
+        (count,) = conn.execute(f"select count(*) from {schema}.receivables").fetchone() or (0,)
         po_number, vendor_name, note = (
             conn.execute(
-                f"select po_number from {SCHEMA}.receivables where id = %s", (ids["text"],)
+                f"select po_number from {schema}.receivables where id = %s", (ids["text"],)
             ).fetchone()[0],
             conn.execute(
-                f"select vendor->>'name' from {SCHEMA}.receivables where id = %s",
+                f"select vendor->>'name' from {schema}.receivables where id = %s",
                 (ids["vendor"],),
             ).fetchone()[0],
             conn.execute(
-                f"select metadata->>'note' from {SCHEMA}.receivables where id = %s",
+                f"select metadata->>'note' from {schema}.receivables where id = %s",
                 (ids["metadata"],),
             ).fetchone()[0],
         )
         history = conn.execute(
-            f"select from_value::text, to_value::text from {SCHEMA}.receivable_history "
+            f"select from_value::text, to_value::text from {schema}.receivable_history "
             "where receivable_id = %s and field = 'po_number' and to_value::text like %s",
             (ids["history"], "%new%"),
         ).fetchall()
