@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import typing as t
 
 import psycopg
 import pytest
-from e2e_helpers import conninfo, meltano
+from e2e_helpers import conninfo, meltano, meltano_env, target_postgres_env
 from helpers import API_KEY
 
 from kapwork_sandbox import Sandbox
@@ -25,19 +24,7 @@ SCHEMA = "kapwork_nul"
 
 
 def _env(sandbox: Sandbox, postgres: dict, tmp_path: t.Any, schema: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MELTANO_ENVIRONMENT": "dev",
-        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
-        "TAP_KAPWORK_API_URL": sandbox.url,
-        "TAP_KAPWORK_API_KEY": API_KEY,
-        "TARGET_POSTGRES_HOST": postgres["host"],
-        "TARGET_POSTGRES_PORT": str(postgres["port"]),
-        "TARGET_POSTGRES_USER": postgres["user"],
-        "TARGET_POSTGRES_PASSWORD": postgres["password"],
-        "TARGET_POSTGRES_DATABASE": postgres["database"],
-        "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema,
-    }
+    return meltano_env(sandbox, tmp_path, **target_postgres_env(postgres, schema))
 
 
 def with_nul(sandbox: Sandbox) -> dict[str, str]:
