@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import typing as t
 
 import duckdb
 import psycopg
 import pytest
-from e2e_helpers import meltano
+from e2e_helpers import conninfo, meltano, meltano_env, target_postgres_env
 from helpers import API_KEY, readme_block
 
 from kapwork_sandbox import Sandbox
@@ -20,7 +19,7 @@ from kapwork_sandbox.testing import as_emitted, expected_history_extras
 from tap_kapwork.timestamps import parse_timestamp
 
 if t.TYPE_CHECKING:
-    from pathlib import Path
+    pass
 
 RECEIVABLES = "select id, extra_fields from {schema}.receivables"
 HISTORY = (
@@ -75,38 +74,9 @@ def _evolve_before_the_incremental_run(sandbox: Sandbox) -> list[str]:
     return ids
 
 
-def _env(sandbox: Sandbox, tmp_path: Path, **loader: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MELTANO_ENVIRONMENT": "dev",
-        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
-        "TAP_KAPWORK_API_URL": sandbox.url,
-        "TAP_KAPWORK_API_KEY": API_KEY,
-        **loader,
-    }
-
-
-def _conninfo(postgres: dict) -> str:
-    params = {**postgres, "dbname": postgres["database"]}
-    return " ".join(f"{k}={v}" for k, v in params.items() if k != "database" and v != "")
-
-
-def _postgres_env(sandbox: Sandbox, tmp_path: Path, postgres: dict, schema: str) -> dict:
-    return _env(
-        sandbox,
-        tmp_path,
-        TARGET_POSTGRES_HOST=postgres["host"],
-        TARGET_POSTGRES_PORT=str(postgres["port"]),
-        TARGET_POSTGRES_USER=postgres["user"],
-        TARGET_POSTGRES_PASSWORD=postgres["password"],
-        TARGET_POSTGRES_DATABASE=postgres["database"],
-        TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=schema,
-    )
-
-
-def _read_postgres(conninfo: str, schema: str) -> tuple[dict, dict]:
+def _read_postgres(dsn: str, schema: str) -> tuple[dict, dict]:
     """(id -> extra_fields, history key -> (entry_extra_fields, change_extra_fields))."""
-    with psycopg.connect(conninfo) as conn:
+    with psycopg.connect(dsn) as conn:
         receivables: dict[str, t.Any] = dict(
             conn.execute(RECEIVABLES.format(schema=schema)).fetchall()
         )
@@ -119,26 +89,26 @@ def _read_postgres(conninfo: str, schema: str) -> tuple[dict, dict]:
 
 def test_meltano_run_into_postgres_keeps_new_fields_full_and_incremental(postgres, tmp_path):
     schema = "kapwork_undeclared"
-    conninfo = _conninfo(postgres)
+    dsn = conninfo(postgres)
 
     def read() -> tuple[dict, dict]:
-        return _read_postgres(conninfo, schema)
+        return _read_postgres(dsn, schema)
 
     def typed() -> list[tuple]:
         """The README's SQL, on this test's schema."""
         sql = readme_block("When the API changes", "sql", "extra_fields->>")
-        with psycopg.connect(conninfo) as conn:
+        with psycopg.connect(dsn) as conn:
             return conn.execute(sql.replace("kapwork.", f"{schema}.")).fetchall()
 
     with Sandbox(receivables=300, seed=21, api_key=API_KEY) as sandbox:
-        env = _postgres_env(sandbox, tmp_path, postgres, schema)
+        env = meltano_env(sandbox, tmp_path, **target_postgres_env(postgres, schema))
         _evolve_before_the_first_run(sandbox)
         first = meltano("run", "tap-kapwork", "target-postgres", env=env)
         truth = sandbox.truth()
         carrying = _check(*read(), truth)
         assert 50 < carrying < 150
         # The README's filter: target-postgres writes JSON null for an absent object.
-        with psycopg.connect(conninfo) as conn:
+        with psycopg.connect(dsn) as conn:
             ((objects, json_nulls),) = conn.execute(
                 "select count(*) filter (where jsonb_typeof(extra_fields) = 'object'), "
                 f"count(*) filter (where extra_fields = 'null') from {schema}.receivables"
@@ -185,7 +155,7 @@ def test_meltano_run_into_postgres_keeps_new_fields_full_and_incremental(postgre
         # The README's way to load a new field everywhere at once: a run without state.
         meltano("run", "--full-refresh", "tap-kapwork", "target-postgres", env=env)
         _check(*read(), sandbox.truth())
-    with psycopg.connect(conninfo) as conn:
+    with psycopg.connect(dsn) as conn:
         types = dict(
             conn.execute(
                 "select table_name || '.' || column_name, data_type "
@@ -220,7 +190,7 @@ def test_meltano_run_into_duckdb_keeps_new_fields(loader, tmp_path):
         return receivables, history
 
     with Sandbox(receivables=200, seed=22, api_key=API_KEY) as sandbox:
-        env = _env(sandbox, tmp_path, TARGET_DUCKDB_PATH=str(database))
+        env = meltano_env(sandbox, tmp_path, TARGET_DUCKDB_PATH=str(database))
         _evolve_before_the_first_run(sandbox)
         meltano("run", "tap-kapwork", loader, env=env)
         assert _check(*read(), sandbox.truth()) > 20
@@ -234,10 +204,10 @@ def test_tables_an_older_tap_created_get_the_new_columns(postgres, tmp_path):
     """A warehouse loaded before the catch-alls existed (here: deselected, which also
     names what was not kept): target-postgres adds the columns on the next run."""
     schema = "kapwork_upgraded"
-    conninfo = _conninfo(postgres)
+    dsn = conninfo(postgres)
     with Sandbox(receivables=150, seed=23, api_key=API_KEY) as sandbox:
         _evolve_before_the_first_run(sandbox)
-        env = _postgres_env(sandbox, tmp_path, postgres, schema)
+        env = meltano_env(sandbox, tmp_path, **target_postgres_env(postgres, schema))
         older = {
             **env,
             "TAP_KAPWORK__SELECT": json.dumps(
@@ -257,7 +227,7 @@ def test_tables_an_older_tap_created_get_the_new_columns(postgres, tmp_path):
         assert "its values were NOT kept, because receivables.extra_fields is deselected" in (
             first.stderr + first.stdout
         )
-        with psycopg.connect(conninfo) as conn:
+        with psycopg.connect(dsn) as conn:
             columns = {
                 row[0]
                 for row in conn.execute(
@@ -271,4 +241,4 @@ def test_tables_an_older_tap_created_get_the_new_columns(postgres, tmp_path):
 
         meltano("run", "--full-refresh", "tap-kapwork", "target-postgres", env=env)
         truth = sandbox.truth()
-    assert _check(*_read_postgres(conninfo, schema), truth) > 20
+    assert _check(*_read_postgres(dsn, schema), truth) > 20

@@ -5,11 +5,10 @@ portal's and vary), and every record key the loader receives is declared in its 
 from __future__ import annotations
 
 import json
-import os
 import typing as t
 
 import psycopg
-from e2e_helpers import meltano
+from e2e_helpers import conninfo, meltano, meltano_env, target_postgres_env
 from helpers import API_KEY
 from psycopg.rows import dict_row
 
@@ -26,30 +25,17 @@ def test_meltano_run_with_flattening_into_postgres_keeps_metadata(
     postgres: dict, tmp_path: Path
 ) -> None:
     with Sandbox(receivables=300, seed=41, api_key=API_KEY) as sandbox:
-        env = {
-            **os.environ,
-            "MELTANO_ENVIRONMENT": "dev",
-            "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
-            "TAP_KAPWORK_API_URL": sandbox.url,
-            "TAP_KAPWORK_API_KEY": API_KEY,
-            "TAP_KAPWORK_FLATTENING_ENABLED": "true",
-            "TAP_KAPWORK_FLATTENING_MAX_DEPTH": "1",
-            "TARGET_POSTGRES_HOST": postgres["host"],
-            "TARGET_POSTGRES_PORT": str(postgres["port"]),
-            "TARGET_POSTGRES_USER": postgres["user"],
-            "TARGET_POSTGRES_PASSWORD": postgres["password"],
-            "TARGET_POSTGRES_DATABASE": postgres["database"],
-            "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": SCHEMA,
-        }
+        env = meltano_env(
+            sandbox,
+            tmp_path,
+            TAP_KAPWORK_FLATTENING_ENABLED="true",
+            TAP_KAPWORK_FLATTENING_MAX_DEPTH="1",
+            **target_postgres_env(postgres, SCHEMA),
+        )
         meltano("run", "tap-kapwork", "target-postgres", env=env)
         truth = {r["id"]: r for r in sandbox.truth()}
 
-    conninfo = " ".join(
-        f"{k}={v}"
-        for k, v in {**postgres, "dbname": postgres["database"]}.items()
-        if k != "database" and v != ""
-    )
-    with psycopg.connect(conninfo, row_factory=dict_row) as conn:
+    with psycopg.connect(conninfo(postgres), row_factory=dict_row) as conn:
         rows = conn.execute(f"select * from {SCHEMA}.receivables").fetchall()
         (history,) = conn.execute(f"select count(*) as n from {SCHEMA}.receivable_history")
         columns = {
